@@ -19,3 +19,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    try:
+        from tests.keras.helpers import LARGEST_DIFFERENCE
+    except ImportError:  # Keras not installed: only the reference tests ran.
+        return
+    if LARGEST_DIFFERENCE:
+        terminalreporter.section("largest difference between drloc_keras and drloc_ref")
+        for name, value in sorted(LARGEST_DIFFERENCE.items()):
+            terminalreporter.write_line(f"{name}: {value:.3g}")

@@ -1,0 +1,385 @@
+"""CCT, the Compact Convolutional Transformer (Hassani et al. 2021, "Escaping the Big Data
+Paradigm with Compact Transformers"), as a DRLoc backbone.
+
+A convolutional tokenizer (convolution, ReLU, 3x3 max pooling at stride 2, repeated), a learnable
+positional embedding, a transformer encoder, and sequence pooling: an attention-weighted mean of
+the output tokens, instead of a class token, feeds the linear classifier.
+
+Facts follow the authors' code (SHI-Labs/Compact-Transformers): bias-free tokenizer
+convolutions and query/key/value projection, LayerNorm epsilon 1e-5, exact GELU, Dense init
+truncated normal std 0.02, positional embedding truncated normal std 0.2. Its encoder layer
+applies the second LayerNorm to the residual stream itself, not only to the MLP's input:
+    x = x + Attention(LN1(x));  x = LN2(x);  x = x + MLP(x)
+and so does this one (the published CCT-7/3x1 results come from that layer).
+
+The DRLoc feature map is the last encoder layer's output, before the final LayerNorm (as
+drloc-spec section 8 does for Swin and ViT), reshaped to the tokenizer's grid: 16x16x256
+for CCT-7/3x1 at 32x32.
+
+Example:
+>>> model = cct_7_3x1(num_classes=10)
+>>> [f.shape for f in model.output["feature_maps"]]
+[(None, 16, 16, 256)]
+"""
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from drloc_keras.backbones.swin import DropPath
+
+# Named sizes. `cct_7_3x1` is the authors' cct_7_3x1_32 for 32x32 images: 7 layers, 4 heads,
+# width 256, MLP ratio 2, one 3x3 convolution (stride 1) in the tokenizer, attention dropout
+# 0.1, stochastic depth 0.1; 3.76M parameters with 10 classes.
+CCT_CONFIGS = {
+    "cct_7_3x1": {
+        "image_size": 32,
+        "num_layers": 7,
+        "num_heads": 4,
+        "embed_dim": 256,
+        "mlp_ratio": 2.0,
+        "tokenizer_layers": 1,
+        "tokenizer_kernel_size": 3,
+        "tokenizer_stride": 1,
+        "dropout_rate": 0.0,
+        "attention_dropout_rate": 0.1,
+        "drop_path_rate": 0.1,
+    },
+}
+
+
+def _init():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def _output_size(size, kernel_size, stride, padding):
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class CCTPositionalEmbedding(layers.Layer):
+    """Adds a learnable embedding (truncated normal, std 0.2) to every token.
+
+    Input shape: `[B, N, C]` with static N and C. Output shape: the same.
+    """
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(
+            shape=(1,) + tuple(input_shape[1:]),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.2),
+            name="embedding",
+        )
+
+    def call(self, tokens):
+        return tokens + ops.cast(self.embedding, tokens.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class CCTAttention(layers.Layer):
+    """Multi-head self-attention: q, k, v from one bias-free linear layer, then a projection.
+
+    Args:
+        dim: int, channels in and out.
+        num_heads: int dividing `dim`.
+        dropout_rate: float, dropout after the output projection.
+        attention_dropout_rate: float, dropout on the attention weights.
+
+    Input shape: `[B, N, dim]`. Output shape: the same.
+    """
+
+    def __init__(self, dim, num_heads, dropout_rate=0.0, attention_dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=_init())
+        self.attention_dropout = layers.Dropout(attention_dropout_rate)
+        self.output_projection = layers.Dense(dim, kernel_initializer=_init())
+        self.output_dropout = layers.Dropout(dropout_rate)
+
+    def call(self, tokens, training=None):
+        length, head_dim = tokens.shape[1], self.dim // self.num_heads
+        qkv = ops.reshape(self.qkv(tokens), (-1, length, 3, self.num_heads, head_dim))
+        q, k, v = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), 3)  # each [B, heads, N, d]
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / np.sqrt(head_dim)
+        weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
+        x = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
+        x = ops.reshape(x, (-1, length, self.dim))
+        return self.output_dropout(self.output_projection(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+        }
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class CCTEncoderLayer(layers.Layer):
+    """CCT's encoder layer: `x + Attention(LN(x))`, then `x = LN(x)`, then `x + MLP(x)`.
+
+    Args:
+        dim, num_heads, dropout_rate, attention_dropout_rate: as in `CCTAttention`
+            (`dropout_rate` is also applied inside the MLP).
+        mlp_ratio: float, hidden width of the MLP over `dim`.
+        drop_path_rate: float, stochastic depth of both residual branches.
+        layer_norm_epsilon: float.
+
+    Input shape: `[B, N, dim]`. Output shape: the same.
+    """
+
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        mlp_ratio=2.0,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
+        self.attention = CCTAttention(dim, num_heads, dropout_rate, attention_dropout_rate)
+        self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
+        self.mlp = keras.Sequential(
+            [
+                layers.Dense(int(dim * mlp_ratio), activation="gelu", kernel_initializer=_init()),
+                layers.Dropout(dropout_rate),
+                layers.Dense(dim, kernel_initializer=_init()),
+                layers.Dropout(dropout_rate),
+            ],
+            name="mlp",
+        )
+        self.drop_path = DropPath(drop_path_rate)
+
+    def call(self, x, training=None):
+        attended = self.attention(self.attention_norm(x), training=training)
+        x = self.mlp_norm(x + self.drop_path(attended, training=training))
+        return x + self.drop_path(self.mlp(x, training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class SequencePooling(layers.Layer):
+    """CCT's SeqPool: `softmax over tokens of Linear(x)`, then the weighted sum of the tokens.
+
+    Input shape: `[B, N, C]`. Output shape: `[B, C]`.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attention_pool = layers.Dense(1, kernel_initializer=_init())
+
+    def call(self, tokens):
+        weights = ops.softmax(self.attention_pool(tokens), axis=1)  # [B, N, 1]
+        return ops.sum(weights * tokens, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class CCTBackbone(keras.Model):
+    """CCT with sequence pooling and a linear classifier, exposing its token grid.
+
+    Args:
+        image_size: int, or (height, width); the token grid must be at least 2x2.
+        num_layers, num_heads, embed_dim: the transformer encoder.
+        mlp_ratio: hidden width of each MLP over `embed_dim`.
+        tokenizer_layers: how many (convolution, ReLU, max pool) steps; all but the last have
+            `tokenizer_channels` filters, the last `embed_dim`.
+        tokenizer_kernel_size, tokenizer_stride: the tokenizer convolutions (padding
+            kernel_size // 2, no bias). Every max pool is 3x3 at stride 2, padding 1.
+        tokenizer_channels: filters of the intermediate tokenizer convolutions.
+        dropout_rate: dropout after the positional embedding, the attention and in the MLPs.
+        attention_dropout_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth of the last layer; it rises linearly from 0 at the
+            first.
+        num_classes: outputs of the classifier.
+        layer_norm_epsilon: epsilon of every LayerNorm.
+
+    Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
+    "feature_maps": [[B, h, w, embed_dim]]}`, the encoder output on the tokenizer grid `h x w`.
+
+    Example:
+    >>> model = CCTBackbone(**CCT_CONFIGS["cct_7_3x1"], num_classes=10)
+    >>> model.count_params()
+    3760139
+    """
+
+    def __init__(
+        self,
+        image_size=32,
+        num_layers=7,
+        num_heads=4,
+        embed_dim=256,
+        mlp_ratio=2.0,
+        tokenizer_layers=1,
+        tokenizer_kernel_size=3,
+        tokenizer_stride=1,
+        tokenizer_channels=64,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.1,
+        drop_path_rate=0.1,
+        num_classes=1000,
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        # === Argument validation ===
+        for name, value in [("num_layers", num_layers), ("num_heads", num_heads),
+                            ("embed_dim", embed_dim), ("tokenizer_layers", tokenizer_layers),
+                            ("tokenizer_kernel_size", tokenizer_kernel_size),
+                            ("tokenizer_stride", tokenizer_stride),
+                            ("tokenizer_channels", tokenizer_channels),
+                            ("num_classes", num_classes)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
+        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                            ("attention_dropout_rate", attention_dropout_rate)]:
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"`embed_dim` must be divisible by `num_heads`. "
+                f"Found embed_dim={embed_dim}, num_heads={num_heads}"
+            )
+        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        kernel, stride = tokenizer_kernel_size, tokenizer_stride
+        grid_height, grid_width = height, width
+        for _ in range(tokenizer_layers):  # convolution, then 3x3 max pool at stride 2
+            grid_height = _output_size(grid_height, kernel, stride, kernel // 2)
+            grid_width = _output_size(grid_width, kernel, stride, kernel // 2)
+            grid_height = _output_size(grid_height, 3, 2, 1)
+            grid_width = _output_size(grid_width, 3, 2, 1)
+        if min(grid_height, grid_width) < 2:
+            raise ValueError(
+                f"`image_size` is too small for {tokenizer_layers} tokenizer layer(s) at "
+                f"tokenizer_stride={tokenizer_stride}: the token grid would be "
+                f"{grid_height}x{grid_width}; DRLoc needs at least 2x2. "
+                f"Found image_size={image_size!r}"
+            )
+
+        # === Functional Model ===
+        images = keras.Input(shape=(height, width, 3), name="images")
+        x = images
+        for i in range(tokenizer_layers):
+            filters = embed_dim if i == tokenizer_layers - 1 else tokenizer_channels
+            x = layers.ZeroPadding2D(kernel // 2, name=f"tokenizer{i + 1}_padding")(x)
+            x = layers.Conv2D(
+                filters,
+                kernel,
+                strides=stride,
+                use_bias=False,
+                activation="relu",
+                kernel_initializer="he_normal",
+                name=f"tokenizer{i + 1}_conv",
+            )(x)
+            # After the ReLU every value is >= 0, so zero padding acts as PyTorch's -inf
+            # padding (Keras' "same" would pad only after, shifting the windows).
+            x = layers.ZeroPadding2D(1, name=f"tokenizer{i + 1}_pool_padding")(x)
+            x = layers.MaxPooling2D(3, strides=2, name=f"tokenizer{i + 1}_pool")(x)
+        x = layers.Reshape((grid_height * grid_width, embed_dim), name="tokens")(x)
+        x = CCTPositionalEmbedding(name="positional_embedding")(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+        for i, rate in enumerate(np.linspace(0.0, drop_path_rate, num_layers).tolist()):
+            x = CCTEncoderLayer(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                drop_path_rate=rate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                name=f"encoder_layer{i + 1}",
+            )(x)
+        grid = layers.Reshape((grid_height, grid_width, embed_dim), name="drloc_grid")(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
+        x = SequencePooling(name="sequence_pooling")(x)
+        logits = layers.Dense(num_classes, kernel_initializer=_init(), name="classifier")(x)
+        outputs = {"logits": logits, "feature_maps": [grid]}
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.embed_dim = embed_dim
+        self.mlp_ratio = mlp_ratio
+        self.tokenizer_layers = tokenizer_layers
+        self.tokenizer_kernel_size = tokenizer_kernel_size
+        self.tokenizer_stride = tokenizer_stride
+        self.tokenizer_channels = tokenizer_channels
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.num_classes = num_classes
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "embed_dim": self.embed_dim,
+            "mlp_ratio": self.mlp_ratio,
+            "tokenizer_layers": self.tokenizer_layers,
+            "tokenizer_kernel_size": self.tokenizer_kernel_size,
+            "tokenizer_stride": self.tokenizer_stride,
+            "tokenizer_channels": self.tokenizer_channels,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "num_classes": self.num_classes,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def cct(name, **overrides):
+    """The named configuration of `CCT_CONFIGS`, with any argument overridden."""
+    if name not in CCT_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(CCT_CONFIGS)}. Found name={name!r}")
+    return CCTBackbone(**{**CCT_CONFIGS[name], "name": name, **overrides})
+
+
+def cct_7_3x1(**overrides):
+    """CCT-7/3x1 for 32x32 images (3.76M parameters with 10 classes; grid 16x16x256)."""
+    return cct("cct_7_3x1", **overrides)

@@ -1,0 +1,205 @@
+"""`DRLocHead`: pair sampling, gathering, targets and the DRLoc MLP (spec sections 2 to 5)."""
+
+import keras
+from keras import ops
+
+from drloc_keras.losses import check_mode
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Found {name}={value!r}")
+
+
+def _check_grid(height, width, where):
+    for name, value in (("height", height), ("width", width)):
+        if value is None:
+            raise ValueError(
+                f"The feature map {where} must have a static {name}; found shape with "
+                f"{name}=None. DRLoc needs the grid size to define its targets."
+            )
+        if value < 2:
+            raise ValueError(
+                f"The feature map {where} must have height and width >= 2 (a 1-wide axis has "
+                f"no relative position). Found {name}={value}"
+            )
+
+
+def sample_positions(batch, height, width, m, seed):
+    """`m` uniform grid positions per image, `int32 [B, m, 2]` of (row, col) (spec section 2).
+
+    `seed` is a `keras.random.SeedGenerator` (or an int): the draw is a pure function of
+    its state, so it is reproducible and new at every step of a compiled training loop.
+    """
+    rows = keras.random.randint((batch, m), 0, height, dtype="int32", seed=seed)
+    cols = keras.random.randint((batch, m), 0, width, dtype="int32", seed=seed)
+    return ops.stack([rows, cols], axis=-1)
+
+
+def gather(features, positions):
+    """`out[b, i] = features[b, row, col]` without loops: `[B, m, C]` (spec section 3)."""
+    shape = ops.shape(features)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    positions = ops.cast(positions, "int32")
+    image_offset = ops.expand_dims(ops.arange(batch, dtype="int32") * (height * width), -1)
+    flat_index = image_offset + positions[..., 0] * width + positions[..., 1]
+    flat = ops.reshape(features, (-1, channels))
+    return ops.take(flat, flat_index, axis=0)
+
+
+def relative_targets(p, q, height, width, use_abs=True, normalize=False):
+    """float32 `[B, m, 2]` targets of the spec's table (section 4); rows use H, cols W."""
+    k_minus_1 = ops.convert_to_tensor([height - 1.0, width - 1.0], dtype="float32")
+    d = ops.cast(ops.cast(p, "int32") - ops.cast(q, "int32"), "float32")
+    if use_abs:
+        target, scale = ops.abs(d), k_minus_1
+    else:
+        target, scale = d + k_minus_1, 2.0 * k_minus_1
+    if normalize:
+        target = target / scale
+    return target
+
+
+def num_classes(height, width, use_abs=True):
+    """Classes per axis for the `ce`/`cbr` heads: `(K_rows, K_cols)`."""
+    if use_abs:
+        return height, width
+    return 2 * height - 1, 2 * width - 1
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class DRLocHead(keras.layers.Layer):
+    """Dense relative localization head.
+
+    Samples `sample_size` pairs of positions `(p, q)` per image of a feature map, feeds
+    `concat([F[p], F[q]])` to a small MLP and returns its prediction together with the
+    relative-position target of each pair. The MLP is
+    `Dense(hidden) -> ReLU -> Dense(hidden) -> ReLU -> Dense(2)` for `mode="l1"`; for
+    `"ce"` and `"cbr"` the last layer is `Dense(hidden)` and two unshared classifiers
+    follow, one per axis, with as many classes as the axis has offsets.
+
+    Args:
+        mode: `"l1"` (regress the offsets), `"ce"` (classify them) or `"cbr"`
+            (variance-aware regression over the class distribution).
+        sample_size: pairs per image, `m` (default 64).
+        hidden: width of the MLP (default 512).
+        use_abs: predict `|p - q|` (default) instead of the signed offset.
+        normalize: divide targets into [0, 1] (only with `mode="l1"`).
+        seed: int or None, seeds the layer's own `keras.random.SeedGenerator`.
+
+    Input shape:
+        `[B, H, W, C]` with static `H, W >= 2` and `C`.
+
+    Output:
+        `(pred, target)`: `pred` is `[B, m, 2]` for `l1` and the tuple
+        `(rows [B, m, K_r], cols [B, m, K_c])` otherwise, float32; `target` is float32
+        `[B, m, 2]`.
+
+    Example:
+
+    >>> head = DRLocHead(sample_size=32, hidden=64, seed=0)
+    >>> pred, target = head(keras.random.normal((2, 7, 7, 16)))
+    >>> drloc_keras.losses.l1(pred, target)
+    """
+
+    def __init__(
+        self,
+        mode="l1",
+        sample_size=64,
+        hidden=512,
+        use_abs=True,
+        normalize=False,
+        seed=None,
+        **kwargs,
+    ):
+        check_mode(mode)
+        _check_int("sample_size", sample_size, 1)
+        _check_int("hidden", hidden, 1)
+        if normalize and mode != "l1":
+            raise ValueError(
+                f"`normalize=True` is only allowed with mode='l1': mode={mode!r} needs integer "
+                f"class targets. Use normalize=False or mode='l1'"
+            )
+        if seed is not None:
+            _check_int("seed", seed, 0)
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.sample_size = sample_size
+        self.hidden = hidden
+        self.use_abs = bool(use_abs)
+        self.normalize = bool(normalize)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="pair_sampler")
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"DRLocHead expects a feature map [B, H, W, C] (channels last). "
+                f"Found input shape {tuple(input_shape)}"
+            )
+        _, height, width, channels = input_shape
+        _check_grid(height, width, "given to DRLocHead")
+        if channels is None:
+            raise ValueError("DRLocHead needs a static channel count C; found C=None")
+        self.height, self.width, self.channels = int(height), int(width), int(channels)
+        last_width = 2 if self.mode == "l1" else self.hidden
+        self.trunk = [
+            keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy, name="trunk_0"),
+            keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy, name="trunk_1"),
+            keras.layers.Dense(last_width, dtype=self.dtype_policy, name="trunk_2"),
+        ]
+        in_width = 2 * self.channels
+        for layer in self.trunk:
+            layer.build((None, None, in_width))
+            in_width = layer.units
+        self.heads = []
+        if self.mode != "l1":
+            k_rows, k_cols = num_classes(self.height, self.width, self.use_abs)
+            self.heads = [
+                keras.layers.Dense(k_rows, dtype=self.dtype_policy, name="rows"),
+                keras.layers.Dense(k_cols, dtype=self.dtype_policy, name="cols"),
+            ]
+            for layer in self.heads:
+                layer.build((None, None, self.hidden))
+
+    def sample(self, batch):
+        """Draw `(p, q)`, each int32 `[batch, m, 2]`, from the layer's seed generator."""
+        args = (batch, self.height, self.width, self.sample_size, self.seed_generator)
+        return sample_positions(*args), sample_positions(*args)
+
+    def call(self, features, positions=None):
+        """Args: `features [B, H, W, C]`; `positions`: optional `(p, q)` to use instead of sampling."""
+        if positions is None:
+            p, q = self.sample(ops.shape(features)[0])
+        else:
+            p, q = (ops.convert_to_tensor(x, dtype="int32") for x in positions)
+        pairs = ops.concatenate([gather(features, p), gather(features, q)], axis=-1)
+        target = relative_targets(p, q, self.height, self.width, self.use_abs, self.normalize)
+        x = pairs
+        for layer in self.trunk:
+            x = layer(x)
+        if self.mode == "l1":
+            return ops.cast(x, "float32"), target
+        rows, cols = (ops.cast(layer(x), "float32") for layer in self.heads)
+        return (rows, cols), target
+
+    def compute_output_shape(self, features_shape, positions_shape=None):
+        batch, height, width = features_shape[0], features_shape[1], features_shape[2]
+        m = self.sample_size if positions_shape is None else positions_shape[0][1]
+        target = (batch, m, 2)
+        if self.mode == "l1":
+            return target, target
+        k_rows, k_cols = num_classes(height, width, self.use_abs)
+        return ((batch, m, k_rows), (batch, m, k_cols)), target
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            mode=self.mode,
+            sample_size=self.sample_size,
+            hidden=self.hidden,
+            use_abs=self.use_abs,
+            normalize=self.normalize,
+            seed=self.seed,
+        )
+        return config

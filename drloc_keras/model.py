@@ -1,0 +1,383 @@
+"""`DRLocModel`: a classifier whose training loss is `CE + lambda * DRLoc` (spec section 7).
+
+The backbone protocol
+---------------------
+A backbone is any Keras model (or layer) that maps images to logits and one or more
+feature maps. Its output is either
+
+- a dict `{"logits": [B, num_classes], "feature_maps": [F_1, ..., F_k]}` (a single
+  tensor is accepted for `"feature_maps"`), or
+- a list or tuple `[logits, F_1, ..., F_k]`,
+
+where each feature map `F_i` is channels last, `[B, H_i, W_i, C_i]`, with static
+`H_i, W_i >= 2`. Logits are pre-softmax. A functional model with such outputs is a
+backbone; so is every model in `drloc_keras.backbones`.
+
+Where the loss is computed
+--------------------------
+`call(x, training=True)` runs the backbone and, for every selected feature map, its own
+`DRLocHead` (pair sampling, MLP, loss); it returns `{"logits", "drloc_loss"}`.
+`compute_loss` (which `train_step` calls on every backend) adds `lambda * drloc_loss` to
+the compiled loss and advances the schedule's step counter. Outside training, `call`
+returns the logits alone and no pair is sampled, so `predict` and `evaluate` cost what
+the backbone costs.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from drloc_keras.layers import DRLocHead
+from drloc_keras.losses import check_mode, drloc_loss
+from drloc_keras.schedules import check_schedule, lambda_at_epoch
+
+
+def split_backbone_output(output):
+    """`(logits, [feature maps])` from a backbone's output (see the module docstring)."""
+    if isinstance(output, dict):
+        if "logits" not in output:
+            raise ValueError(
+                f"A backbone that returns a dict must have a 'logits' entry. "
+                f"Found keys {sorted(output)}"
+            )
+        maps = output.get("feature_maps", [])
+        maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
+        return output["logits"], maps
+    if isinstance(output, (list, tuple)):
+        if not output:
+            raise ValueError("The backbone returned an empty list; expected [logits, F_1, ...]")
+        return output[0], list(output[1:])
+    return output, []
+
+
+class _LastValue(keras.metrics.Metric):
+    """A metric whose result is the last value given (for lambda, which is not a mean)."""
+
+    def __init__(self, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+
+    def update_state(self, value, sample_weight=None):
+        self.value.assign(ops.cast(value, self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.value)
+
+    def reset_state(self):
+        self.value.assign(0.0)
+
+
+class _StepsPerEpoch(keras.callbacks.Callback):
+    """Tells the model how many steps `fit` runs per epoch, for the lambda schedule."""
+
+    def on_train_begin(self, logs=None):
+        steps = self.params.get("steps")
+        if not steps:
+            raise ValueError(
+                "lam_schedule='warmup-decay' counts epochs in steps, but `fit` does not know "
+                "the number of steps per epoch (a dataset of unknown length?). Pass "
+                "`steps_per_epoch` to DRLocModel(...) or to fit(...)."
+            )
+        self.model.steps_per_epoch_variable.assign(int(steps))
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class DRLocModel(keras.Model):
+    """A classifier trained with cross-entropy plus the DRLoc loss.
+
+    Args:
+        backbone: a model following the backbone protocol (module docstring).
+        lam: weight `lambda` of the DRLoc loss (>= 0). With `lam=0` and the constant
+            schedule DRLoc is off: no pair is sampled and the model trains as the plain
+            backbone would.
+        lam_schedule: `"constant"` (default) or `"warmup-decay"` (the authors': linear
+            warm-up over `warmup_epochs`, then linear decay to 0 at `total_epochs`).
+        warmup_epochs, total_epochs: the schedule's epochs (defaults 20 and 300).
+        steps_per_epoch: training steps per epoch for the schedule; by default `fit`
+            supplies the number of steps of its epochs.
+        mode: `"l1"` (default), `"ce"` or `"cbr"`: the DRLoc loss.
+        sample_size: pairs sampled per image and feature map (default 64).
+        use_abs, normalize: the target (spec section 4); defaults `True`, `False`.
+        hidden: width of each head's MLP (default 512).
+        feature_maps: which of the backbone's feature maps get a head: `"last"`
+            (default), `"all"` (multi-scale: the losses of the heads are summed), or a
+            list of indices into the backbone's feature maps.
+        seed: int or None; head `i` samples pairs with seed `seed + i`.
+
+    Metrics added to `fit`'s logs: `ce_loss` (the compiled loss), `drloc_loss` (the
+    sum over heads, before lambda) and `lambda` (its value at the last step).
+
+    Example:
+
+    >>> backbone = drloc_keras.backbones.get("cvt", image_size=32, num_classes=10)
+    >>> model = DRLocModel(backbone, lam=0.1)
+    >>> model.compile(optimizer="adamw", metrics=["accuracy"])
+    >>> model.fit(x, y, epochs=10)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        lam=0.1,
+        lam_schedule="constant",
+        warmup_epochs=20,
+        total_epochs=300,
+        steps_per_epoch=None,
+        mode="l1",
+        sample_size=64,
+        use_abs=True,
+        normalize=False,
+        hidden=512,
+        feature_maps="last",
+        seed=None,
+        **kwargs,
+    ):
+        check_schedule(lam_schedule, lam, warmup_epochs, total_epochs)
+        check_mode(mode)
+        if steps_per_epoch is not None and (
+            isinstance(steps_per_epoch, bool)
+            or not isinstance(steps_per_epoch, int)
+            or steps_per_epoch < 1
+        ):
+            raise ValueError(
+                f"`steps_per_epoch` must be None or an integer >= 1. "
+                f"Found steps_per_epoch={steps_per_epoch!r}"
+            )
+        if not (feature_maps in ("last", "all") or isinstance(feature_maps, (list, tuple))):
+            raise ValueError(
+                f"`feature_maps` must be 'last', 'all' or a list of indices. "
+                f"Found feature_maps={feature_maps!r}"
+            )
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.lam = float(lam)
+        self.lam_schedule = lam_schedule
+        self.warmup_epochs = warmup_epochs
+        self.total_epochs = total_epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.mode = mode
+        self.sample_size = sample_size
+        self.use_abs = bool(use_abs)
+        self.normalize = bool(normalize)
+        self.hidden = hidden
+        self.feature_maps = list(feature_maps) if isinstance(feature_maps, tuple) else feature_maps
+        self.seed = seed
+        self.drloc_enabled = not (self.lam == 0.0 and lam_schedule == "constant")
+
+        self.step_variable = self.add_weight(
+            name="drloc_step", shape=(), dtype="int32", initializer="zeros", trainable=False
+        )
+        self.steps_per_epoch_variable = self.add_weight(
+            name="drloc_steps_per_epoch",
+            shape=(),
+            dtype="int32",
+            initializer=keras.initializers.Constant(steps_per_epoch or 0),
+            trainable=False,
+        )
+        self.ce_loss_tracker = keras.metrics.Mean(name="ce_loss")
+        self.drloc_loss_tracker = keras.metrics.Mean(name="drloc_loss")
+        self.lambda_tracker = _LastValue(name="lambda")
+
+        self.heads = None
+        self.map_indices = None
+        self.num_classes = None
+        output_spec = self._backbone_output_spec()
+        if output_spec is not None:
+            self._plan_heads(output_spec)
+            if getattr(backbone, "built", False) and getattr(backbone, "inputs", None):
+                self.build(tuple(backbone.inputs[0].shape))
+
+    # --- Construction -----------------------------------------------------------------
+
+    def _backbone_output_spec(self, input_shape=None):
+        if input_shape is None:
+            try:
+                return self.backbone.output
+            except (AttributeError, ValueError):
+                return None
+        spec = keras.KerasTensor(tuple(input_shape), dtype=self.backbone.compute_dtype)
+        return self.backbone.compute_output_spec(spec)
+
+    def _plan_heads(self, output_spec):
+        logits, maps = split_backbone_output(output_spec)
+        if not maps:
+            raise ValueError(
+                "The backbone must return at least one feature map [B, H, W, C] for DRLoc: "
+                "a dict {'logits': ..., 'feature_maps': [...]} or a list [logits, F_1, ...]. "
+                "Found logits only"
+            )
+        if len(logits.shape) != 2:
+            raise ValueError(f"Backbone logits must be [B, num_classes]. Found {logits.shape}")
+        self.num_classes = logits.shape[-1]
+        if self.feature_maps == "last":
+            indices = [len(maps) - 1]
+        elif self.feature_maps == "all":
+            indices = list(range(len(maps)))
+        else:
+            indices = list(self.feature_maps)
+            bad = [i for i in indices if not isinstance(i, int) or not -len(maps) <= i < len(maps)]
+            if not indices or bad:
+                raise ValueError(
+                    f"`feature_maps` indices must be integers in [0, {len(maps) - 1}] "
+                    f"(the backbone returns {len(maps)} feature maps). Found {self.feature_maps}"
+                )
+            indices = [i % len(maps) for i in indices]
+        for i in indices:
+            shape = tuple(maps[i].shape)
+            if len(shape) != 4:
+                raise ValueError(
+                    f"Feature map {i} of the backbone must be [B, H, W, C]. Found shape {shape}"
+                )
+            for name, value in (("height", shape[1]), ("width", shape[2])):
+                if value is None or value < 2:
+                    raise ValueError(
+                        f"Feature map {i} of the backbone must have a static {name} >= 2 for "
+                        f"DRLoc (a 1-wide axis has no relative position). Found shape {shape}"
+                    )
+        self.map_indices = indices
+        self.heads = [
+            DRLocHead(
+                mode=self.mode,
+                sample_size=self.sample_size,
+                hidden=self.hidden,
+                use_abs=self.use_abs,
+                normalize=self.normalize,
+                seed=None if self.seed is None else self.seed + k,
+                dtype=self.dtype_policy,
+                name=f"drloc_head_{k}",
+            )
+            for k in range(len(indices))
+        ]
+        self._map_shapes = [tuple(maps[i].shape) for i in indices]
+
+    def build(self, input_shape):
+        if not getattr(self.backbone, "built", False):
+            self.backbone.build(input_shape)
+        if self.heads is None:
+            self._plan_heads(self._backbone_output_spec(input_shape))
+        for head, shape in zip(self.heads, self._map_shapes):
+            if not head.built:
+                head.build(shape)
+        self.built = True
+
+    # --- Forward pass and loss --------------------------------------------------------
+
+    def call(self, inputs, training=None):
+        logits, maps = split_backbone_output(self.backbone(inputs, training=training))
+        if not training or not self.drloc_enabled:
+            return logits
+        total = None
+        for head, index in zip(self.heads, self.map_indices):
+            pred, target = head(maps[index])
+            loss = drloc_loss(pred, target, self.mode)
+            total = loss if total is None else total + loss
+        return {"logits": logits, "drloc_loss": total}
+
+    def current_lambda(self):
+        """Lambda at the current training step (a float32 tensor)."""
+        if self.lam_schedule == "constant":
+            return ops.convert_to_tensor(self.lam, dtype="float32")
+        steps = ops.maximum(ops.convert_to_tensor(self.steps_per_epoch_variable), 1)
+        epoch = ops.floor_divide(ops.convert_to_tensor(self.step_variable), steps)
+        return lambda_at_epoch(
+            epoch, self.lam, self.lam_schedule, self.warmup_epochs, self.total_epochs
+        )
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        ce = super().compute_loss(x, y, y_pred["logits"], sample_weight, training=training)
+        ce = ops.cast(ce, "float32")
+        drloc = ops.cast(y_pred["drloc_loss"], "float32")
+        lam = self.current_lambda()
+        if training:
+            self.step_variable.assign_add(1)
+        self.ce_loss_tracker.update_state(ce)
+        self.drloc_loss_tracker.update_state(drloc)
+        self.lambda_tracker.update_state(lam)
+        return ce + lam * drloc
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        training = isinstance(y_pred, dict)
+        logits = y_pred["logits"] if training else y_pred
+        logs = super().compute_metrics(x, y, logits, sample_weight)
+        if not training:
+            for tracker in (self.ce_loss_tracker, self.drloc_loss_tracker, self.lambda_tracker):
+                logs.pop(tracker.name, None)
+        return logs
+
+    # --- fit / evaluate ---------------------------------------------------------------
+
+    def _check_labels(self, y):
+        if self.num_classes is None or not isinstance(y, np.ndarray) or y.size == 0:
+            return
+        if np.issubdtype(y.dtype, np.integer) and (y.ndim == 1 or y.shape[-1] == 1):
+            if y.min() < 0 or y.max() >= self.num_classes:
+                raise ValueError(
+                    f"`y` holds class labels outside [0, {self.num_classes}) for a backbone "
+                    f"with {self.num_classes} classes. Found labels in [{y.min()}, {y.max()}]"
+                )
+        elif y.ndim == 2 and y.shape[-1] not in (1, self.num_classes):
+            raise ValueError(
+                f"`y` has {y.shape[-1]} columns, but the backbone has {self.num_classes} "
+                f"classes: give integer labels [B] or one-hot labels [B, {self.num_classes}]"
+            )
+
+    def fit(self, x=None, y=None, *args, callbacks=None, validation_data=None, **kwargs):
+        self._check_labels(y)
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            self._check_labels(validation_data[1])
+        callbacks = list(callbacks or [])
+        if self.drloc_enabled and self.lam_schedule != "constant" and self.steps_per_epoch is None:
+            callbacks.append(_StepsPerEpoch())
+        return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_labels(y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
+        """Like `keras.Model.compile`; the default loss is sparse categorical
+        cross-entropy on logits, and the default metric accuracy."""
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if metrics is None:
+            metrics = ["accuracy"]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # `compile` is overridden only to set defaults, so a saved compile config is
+        # replayed as is (optimizer state then loads into the rebuilt optimizer).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # --- Serialization ----------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "lam": self.lam,
+            "lam_schedule": self.lam_schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "total_epochs": self.total_epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "mode": self.mode,
+            "sample_size": self.sample_size,
+            "use_abs": self.use_abs,
+            "normalize": self.normalize,
+            "hidden": self.hidden,
+            "feature_maps": self.feature_maps,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+        return cls(**config)
