@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.swin import DropPath
+from drloc_keras.backbones.layers import DropPath
 
 # Named sizes. `cct_7_3x1` is the authors' cct_7_3x1_32 for 32x32 images: 7 layers, 4 heads,
 # width 256, MLP ratio 2, one 3x3 convolution (stride 1) in the tokenizer, attention dropout

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.swin import DropPath
+from drloc_keras.backbones.layers import DropPath
 
 # Named sizes. `cvt_13` is CvT-13 (paper Table 2, the official cvt-13-224x224 config,
 # stochastic depth 0.1 in the last stage only). `cvt_13_32` is our choice for 32x32 images

@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from drloc_keras.backbones.layers import DropPath
+
 # Named sizes. `swin_tiny` is Swin-T. `swin_tiny_32` is our choice for 32x32 images (the
 # authors resize CIFAR to 224 instead): the same widths and depths, patch 2 so the stages
 # are 16, 8, 4 and 2 wide, and window 4: stages 1 and 2 have 4x4 and 2x2 windows, shifted
@@ -115,38 +117,6 @@ def reverse_cyclic_shift(x, shift_size):
 
 
 # --- layers -------------------------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package="drloc")
-class DropPath(layers.Layer):
-    """Stochastic depth: drops the whole residual branch of a sample with probability `rate`.
-
-    Args:
-        rate: float in [0, 1), the probability of dropping a sample's branch.
-        seed: optional int for the layer's `SeedGenerator`.
-
-    Input and output: `[B, ...]`. In training the kept samples are scaled by `1 / (1 - rate)`;
-    at inference the layer is the identity.
-    """
-
-    def __init__(self, rate=0.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = rate
-        self.seed = seed
-        if rate > 0:
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0:
-            return x
-        noise_shape = (None,) + (1,) * (len(x.shape) - 1)
-        return keras.random.dropout(x, self.rate, noise_shape=noise_shape, seed=self.seed_generator)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="drloc")

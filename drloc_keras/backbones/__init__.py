@@ -1,0 +1,1 @@
+"""Backbones that expose their token grid for DRLoc."""
