@@ -48,14 +48,14 @@ SMALL_IMAGE_LIMIT = 64
 
 def names():
     """Every name `get` accepts: the families, then the sizes."""
-    return list(FAMILIES) + list(SIZES)
+    return list(FAMILIES) + [size for size in SIZES if size not in FAMILIES]
 
 
 def resolve(name, image_size=None):
     """The size name that `get(name, image_size)` builds."""
-    if name in SIZES:
-        return name
-    if name not in FAMILIES:
+    if name not in FAMILIES:  # a family name wins over the size of the same name (resnet50)
+        if name in SIZES:
+            return name
         raise ValueError(f"Unknown backbone {name!r}. Choose one of: {', '.join(names())}")
     small, large = FAMILIES[name]
     side = _side(image_size)
