@@ -101,3 +101,14 @@ def _side(image_size):
     if isinstance(image_size, (tuple, list)):
         return max(image_size)
     return image_size
+
+
+def drop_path_overrides(name, image_size, rate):
+    """Constructor arguments that set stochastic depth `rate` for the size `name` builds."""
+    size = resolve(name, image_size)
+    module = SIZES[size][0]
+    if module == "resnet":
+        return {}
+    if module == "cvt":  # CvT drops paths in its last stage only, as in the CvT-13 config
+        return {"drop_path_rates": (0.0, 0.0, rate)}
+    return {"drop_path_rate": rate}

@@ -96,4 +96,4 @@ def test_a_schedule_without_a_known_epoch_length_says_what_to_pass():
     y = np.zeros(8, "int64")
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)
     with pytest.raises(ValueError, match="Pass `steps_per_epoch`"):
-        model.fit(data, epochs=1, verbose=0)
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
