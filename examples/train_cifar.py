@@ -41,11 +41,16 @@ def parse_args(argv=None):
     g.add_argument("--multiscale", action="store_true",
                    help="one DRLoc head per feature map the backbone exposes (Swin: every stage)")
     g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
+    g.add_argument("--backbone-args", type=json.loads, default={}, metavar="JSON",
+                   help='backbone constructor overrides, e.g. \'{"depths": [1, 1, 2]}\'')
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10", choices=sorted(data.DATASETS), help="dataset")
     g.add_argument("--data-dir", default=None,
                    help="local copy of the dataset files (see the error message for the layout)")
     g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
+    g.add_argument("--synthetic-train-size", type=int, default=2000,
+                   help="training images of --dataset synthetic")
+    g.add_argument("--synthetic-test-size", type=int, default=500, help="test images of --dataset synthetic")
     g.add_argument("--train-fraction", type=float, default=1.0,
                    help="class-balanced, seeded fraction of the training set (small-data regime)")
     g = p.add_argument_group("recipe")
@@ -159,8 +164,12 @@ def main(argv=None):
 
     # --- Data ----------------------------------------------------------------------------
     try:
-        dataset = data.load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed)
-    except data.DatasetUnavailableError as e:
+        options = {}
+        if args.dataset == "synthetic":
+            options = dict(train_size=args.synthetic_train_size, test_size=args.synthetic_test_size,
+                           seed=args.seed)
+        dataset = data.load_dataset(args.dataset, data_dir=args.data_dir, **options)
+    except (data.DatasetUnavailableError, data.DatasetFormatError, ImportError) as e:
         fail(str(e))
     (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test
     num_classes = dataset.num_classes
@@ -205,7 +214,8 @@ def main(argv=None):
         else:
             backbone = backbones.get(
                 args.backbone, image_size=args.image_size, num_classes=num_classes,
-                **backbones.drop_path_overrides(args.backbone, args.image_size, args.drop_path),
+                **{**backbones.drop_path_overrides(args.backbone, args.image_size, args.drop_path),
+                   **args.backbone_args},
             )
             model = DRLocModel(
                 backbone, lam=args.lam, lam_schedule=args.lam_schedule, mode=args.mode,
@@ -240,7 +250,7 @@ def main(argv=None):
     interrupted = False
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=args.verbose)
+                  callbacks=callbacks, verbose=args.verbose, shuffle=False)
     except KeyboardInterrupt:
         interrupted = True
         training.atomic_save_model(model, os.path.join(out, "interrupted.keras"))

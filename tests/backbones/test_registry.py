@@ -13,6 +13,10 @@ TINY = {
     "cct_7_3x1": dict(image_size=16, num_layers=1, num_heads=2, embed_dim=16, tokenizer_channels=8),
     "swin_tiny": dict(image_size=32, embed_dim=8, depths=(1, 1, 1), num_heads=(1, 2, 2), window_size=4),
     "swin_tiny_32": dict(image_size=16, embed_dim=8, depths=(1, 1, 1), num_heads=(1, 2, 2)),
+    "t2t_vit_14": dict(image_size=48, token_dim=8, embed_dim=16, depth=1, num_heads=2),
+    "t2t_vit_14_32": dict(image_size=16, token_dim=8, embed_dim=16, depth=1, num_heads=2),
+    "vit_base_16": dict(image_size=32, embed_dim=16, depth=1, num_heads=2),
+    "vit_32": dict(image_size=16, embed_dim=16, depth=1, num_heads=2),
 }
 
 

@@ -1,0 +1,597 @@
+"""T2T-ViT (Yuan et al., ICCV 2021, "Tokens-to-Token ViT: Training Vision Transformers from
+Scratch on ImageNet"), as a DRLoc backbone.
+
+The tokens-to-token (T2T) module: a soft split (PyTorch's `nn.Unfold`: overlapping patches,
+each flattened channel-major) turns the image into tokens; then, twice, a small transformer
+over the tokens, re-structurization of its output into an image, and another soft split; a
+linear layer projects the last tokens to the backbone width. Then a ViT: class token,
+sinusoidal position embedding, pre-norm blocks, final LayerNorm, a linear classifier on the
+class token. T2T-ViT-14: soft splits 7/4, 3/2, 3/2 (kernel/stride), token width 64, 14 blocks
+of width 384, 6 heads, MLP ratio 3.
+
+Facts follow the official code (yitu-opensource/T2T-ViT), reused by the DRLoc authors
+(yhlleo/VTs-Drloc `models/t2t.py`): bias-free query/key/value in every attention, LayerNorm
+epsilon 1e-5, exact GELU, Dense init truncated normal std 0.02, a fixed sinusoidal position
+embedding (here a constant, not a weight).
+
+The T2T transformer, `t2t_attention`:
+- "transformer" (the default): the official `Token_transformer`, one head, MLP ratio 1. Its
+  attention maps the input width (C * k * k) to the token width, so its residual is the
+  values, not the input: `y = v + Proj(Attention(LN(x)))`, then `y + MLP(LN(y))`. The logits
+  are scaled by the input width ** -0.5 (official code; not the token width).
+- "performer": the official `Token_performer`, the one in the published T2T-ViT-14 weights and
+  in the DRLoc authors' runs: softmax attention approximated by `m = token_dim / 2` positive
+  orthogonal random features (a fixed weight). Its dropout follows `dropout_rate` here; the
+  official code fixes it at 0.1.
+The published 21.5M parameters of T2T-ViT-14 count the Performer T2T module. The plain one is
+smaller, not larger (no key/query/value bias, no random features): with 1000 classes T2T-ViT-14
+has 21,465,422 parameters with "transformer" and 21,469,902 with "performer" (4,096 of them
+the non-trainable random features); the official model's 21,545,550 also counts its fixed
+position embedding (75,648), here a constant. All are within 0.2% of 21.5M.
+
+The DRLoc grid follows the authors' code: the patch tokens after the final LayerNorm, the
+class token dropped, reshaped to the token grid and, with `grid_pooling=True` (the default),
+average-pooled 3x3 at stride 2, padding 1 not counted: 14x14 -> 7x7 at 224 (drloc-spec section
+10, "CvT/T2T grid"). `grid_pooling=False` gives the 14x14 grid itself (section 8's wording).
+
+Example:
+>>> model = t2t_vit_14_32(num_classes=10)
+>>> [f.shape for f in model.output["feature_maps"]]
+[(None, 4, 4, 384)]
+"""
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from drloc_keras.backbones.cvt import AveragePoolingExcludingPadding
+from drloc_keras.backbones.layers import (
+    ClassToken,
+    PositionEmbedding,
+    SplitClassToken,
+    TransformerEncoderBlock,
+)
+
+# Named sizes. `t2t_vit_14` is T2T-ViT-14 with the plain-transformer T2T module (pass
+# t2t_attention="performer" for the published one). `t2t_vit_14_32` is our choice for 32x32
+# images (the authors resize CIFAR to 224 instead): soft splits with kernel 3 at strides 1, 2, 2
+# (padding 1), so the token grids are 32x32, 16x16 and 8x8 and the DRLoc grid, pooled, is 4x4;
+# everything else is T2T-ViT-14.
+T2T_CONFIGS = {
+    "t2t_vit_14": {
+        "image_size": 224,
+        "kernel_sizes": (7, 3, 3),
+        "strides": (4, 2, 2),
+        "paddings": (2, 1, 1),
+        "token_dim": 64,
+        "embed_dim": 384,
+        "depth": 14,
+        "num_heads": 6,
+        "mlp_ratio": 3.0,
+    },
+    "t2t_vit_14_32": {
+        "image_size": 32,
+        "kernel_sizes": (3, 3, 3),
+        "strides": (1, 2, 2),
+        "paddings": (1, 1, 1),
+        "token_dim": 64,
+        "embed_dim": 384,
+        "depth": 14,
+        "num_heads": 6,
+        "mlp_ratio": 3.0,
+    },
+}
+
+T2T_ATTENTIONS = ("transformer", "performer")
+POSITION_EMBEDDINGS = ("sinusoidal", "learned")
+
+
+def _init():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def unfold_output_size(size, kernel_size, stride, padding):
+    """Output length of `nn.Unfold` along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def unfold(images, kernel_size, stride, padding):
+    """PyTorch's `nn.Unfold`, channels last: `[B, H, W, C]` -> `[B, h, w, C * k * k]`.
+
+    Each output cell holds the zero-padded `k x k` patch at (i * stride, j * stride),
+    flattened channel-major as `nn.Unfold` does: element `c * k * k + di * k + dj` is
+    channel c at patch row di, column dj. (`nn.Unfold(x).transpose(1, 2)` is this output
+    with (h, w) flattened row-major.)
+    """
+    _, height, width, channels = images.shape
+    out_height = unfold_output_size(height, kernel_size, stride, padding)
+    out_width = unfold_output_size(width, kernel_size, stride, padding)
+    pad = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
+    x = ops.pad(images, pad)
+    rows, cols = stride * (out_height - 1) + 1, stride * (out_width - 1) + 1
+    patches = [
+        x[:, di : di + rows : stride, dj : dj + cols : stride, :]  # [B, h, w, C]
+        for di in range(kernel_size)
+        for dj in range(kernel_size)
+    ]
+    patches = ops.stack(patches, axis=-1)  # [B, h, w, C, k * k]: channel-major once flattened
+    return ops.reshape(patches, (-1, out_height, out_width, channels * kernel_size**2))
+
+
+def sinusoid_table(length, dim):
+    """float32 `[length, dim]`: the official T2T-ViT (and "Attention is all you need")
+    encoding: position / 10000**(2 * (j // 2) / dim), sine in even columns, cosine in odd."""
+    positions = np.arange(length, dtype="float64")[:, None]
+    angles = positions / np.power(10000.0, 2 * (np.arange(dim) // 2) / dim)[None, :]
+    angles[:, 0::2] = np.sin(angles[:, 0::2])
+    angles[:, 1::2] = np.cos(angles[:, 1::2])
+    return angles.astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class SoftSplit(layers.Layer):
+    """The T2T soft split: `unfold` as a layer.
+
+    Args:
+        kernel_size, stride, padding: ints, the same along height and width.
+
+    Input shape: `[B, H, W, C]` with static H, W, C.
+    Output shape: `[B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, C * k * k]`.
+    """
+
+    def __init__(self, kernel_size, stride, padding, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+
+    def call(self, images):
+        return unfold(images, self.kernel_size, self.stride, self.padding)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        size = lambda n: unfold_output_size(n, self.kernel_size, self.stride, self.padding)
+        return (batch, size(height), size(width), channels * self.kernel_size**2)
+
+    def get_config(self):
+        config = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class TokenTransformer(layers.Layer):
+    """The official `Token_transformer`: a transformer block that changes the token width.
+
+    `y = v + Dropout(Proj(Attention(LN(x))))`, then `y + MLP(LN(y))`, where the values `v`
+    (width `dim`) stand in for the residual since the input is wider.
+
+    Args:
+        dim: int, output width (the T2T token width).
+        num_heads: int dividing `dim` (1 in T2T-ViT).
+        mlp_ratio: float, hidden width of the MLP over `dim` (1 in T2T-ViT).
+        dropout_rate: float, dropout after the projection and in the MLP.
+        attention_dropout_rate: float, dropout on the attention weights.
+        layer_norm_epsilon: float.
+
+    Input shape: `[B, N, C_in]`. Output shape: `[B, N, dim]`.
+    """
+
+    def __init__(
+        self,
+        dim,
+        num_heads=1,
+        mlp_ratio=1.0,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
+        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=_init(), name="qkv")
+        self.attention_dropout = layers.Dropout(attention_dropout_rate)
+        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
+        self.proj_dropout = layers.Dropout(dropout_rate)
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
+        self.mlp = keras.Sequential(
+            [
+                layers.Dense(int(dim * mlp_ratio), activation="gelu", kernel_initializer=_init()),
+                layers.Dropout(dropout_rate),
+                layers.Dense(dim, kernel_initializer=_init()),
+                layers.Dropout(dropout_rate),
+            ],
+            name="mlp",
+        )
+
+    def call(self, tokens, training=None):
+        length, head_dim = tokens.shape[1], self.dim // self.num_heads
+        scale = (tokens.shape[-1] // self.num_heads) ** -0.5  # the input width, as official
+        qkv = self.qkv(self.norm1(tokens))
+        values = qkv[..., 2 * self.dim :]  # [B, N, dim]: v with its heads merged
+        qkv = ops.reshape(qkv, (-1, length, 3, self.num_heads, head_dim))
+        q, k, v = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), 3)  # each [B, heads, N, d]
+        logits = ops.matmul(q * scale, ops.transpose(k, (0, 1, 3, 2)))
+        weights = self.attention_dropout(ops.softmax(logits, axis=-1), training=training)
+        x = ops.reshape(ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3)), (-1, length, self.dim))
+        x = values + self.proj_dropout(self.proj(x), training=training)
+        return x + self.mlp(self.norm2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class TokenPerformer(layers.Layer):
+    """The official `Token_performer`: `TokenTransformer` with Performer attention.
+
+    softmax(q k^T) v is approximated with positive random features
+    `phi(x) = exp(w x - |x|^2 / 2) / sqrt(m)` for `m = dim * kernel_ratio` fixed orthogonal
+    rows `w` of norm sqrt(m): `y = phi(q) (phi(k)^T v) / (phi(q) sum_t phi(k_t) + 1e-8)`,
+    then `y = v + Dropout(Proj(y))` and `y + MLP(LN(y))` (a one-head block, no scaling of q
+    or k, the key/query/value layer with a bias and its output split in the order k, q, v, as
+    in the official code). The random features are computed in float32.
+
+    Args:
+        dim: int, output width (the T2T token width).
+        kernel_ratio: float, random features over `dim` (0.5 in T2T-ViT).
+        dropout_rate: float, dropout after the projection and at the end of the MLP.
+        layer_norm_epsilon: float.
+        seed: optional int for the random features' initializer.
+
+    Input shape: `[B, N, C_in]`. Output shape: `[B, N, dim]`.
+    """
+
+    def __init__(self, dim, kernel_ratio=0.5, dropout_rate=0.0, layer_norm_epsilon=1e-5,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.kernel_ratio = kernel_ratio
+        self.dropout_rate = dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.seed = seed
+        self.num_features = int(dim * kernel_ratio)
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
+        self.kqv = layers.Dense(3 * dim, kernel_initializer=_init(), name="kqv")
+        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
+        self.proj_dropout = layers.Dropout(dropout_rate)
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
+        self.mlp = keras.Sequential(
+            [
+                layers.Dense(dim, activation="gelu", kernel_initializer=_init()),
+                layers.Dense(dim, kernel_initializer=_init()),
+                layers.Dropout(dropout_rate),
+            ],
+            name="mlp",
+        )
+
+    def build(self, input_shape):
+        m = self.num_features
+        self.random_features = self.add_weight(
+            shape=(m, self.dim),
+            initializer=keras.initializers.Orthogonal(gain=float(np.sqrt(m)), seed=self.seed),
+            trainable=False,
+            name="random_features",
+        )
+        self.norm1.build(input_shape)
+        self.kqv.build(input_shape)
+        token_shape = (*input_shape[:-1], self.dim)
+        self.proj.build(token_shape)
+        self.norm2.build(token_shape)
+        self.mlp.build(token_shape)
+
+    def feature_map(self, x):
+        """`[B, N, dim]` -> `[B, N, m]`: `exp(w x - |x|^2 / 2) / sqrt(m)`, in float32."""
+        x = ops.cast(x, "float32")
+        w = ops.cast(self.random_features, "float32")
+        squared_norm = ops.sum(x * x, axis=-1, keepdims=True) / 2
+        return ops.exp(ops.einsum("bti,mi->btm", x, w) - squared_norm) / np.sqrt(self.num_features)
+
+    def call(self, tokens, training=None):
+        k, q, v = ops.split(self.kqv(self.norm1(tokens)), 3, axis=-1)
+        kp, qp = self.feature_map(k), self.feature_map(q)  # [B, N, m]
+        normalizer = ops.einsum("btm,bm->bt", qp, ops.sum(kp, axis=1))[..., None]  # [B, N, 1]
+        kptv = ops.einsum("bnd,bnm->bdm", ops.cast(v, "float32"), kp)  # [B, dim, m]
+        y = ops.einsum("btm,bdm->btd", qp, kptv) / (normalizer + 1e-8)
+        y = ops.cast(y, v.dtype)
+        x = v + self.proj_dropout(self.proj(y), training=training)
+        return x + self.mlp(self.norm2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "kernel_ratio": self.kernel_ratio,
+            "dropout_rate": self.dropout_rate,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class SinusoidalPositionEmbedding(layers.Layer):
+    """Adds the fixed `sinusoid_table(N, C)` to the tokens (a constant, not a weight).
+
+    Input shape: `[B, N, C]` with static N and C. Output shape: the same.
+    """
+
+    def build(self, input_shape):
+        self.table = sinusoid_table(input_shape[1], input_shape[2])[None]
+
+    def call(self, tokens):
+        return tokens + ops.convert_to_tensor(self.table, dtype=tokens.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class T2TViTBackbone(keras.Model):
+    """T2T-ViT with a linear classifier on the class token, exposing its token grid.
+
+    Args:
+        image_size: int, or (height, width); the soft splits must leave a token grid of at
+            least 3x3 (2x2 with `grid_pooling=False`).
+        kernel_sizes, strides, paddings: one int per soft split (paddings may be 0); a T2T
+            transformer runs between consecutive splits.
+        token_dim: token width inside the T2T module.
+        t2t_attention: "transformer" (the official `Token_transformer`) or "performer" (the
+            official `Token_performer`, of the published T2T-ViT-14).
+        embed_dim: token width of the ViT.
+        depth: number of ViT blocks.
+        num_heads: attention heads of the ViT blocks; must divide `embed_dim`.
+        mlp_ratio: hidden width of each ViT MLP over `embed_dim`.
+        qkv_bias: whether the ViT query/key/value projections have a bias.
+        position_embedding: "sinusoidal" (fixed, as in T2T-ViT) or "learned".
+        grid_pooling: whether the DRLoc grid is 3x3 average-pooled at stride 2 (padding 1, not
+            counted), as in the authors' DRLoc T2T-ViT.
+        dropout_rate: dropout in the T2T module, after the position embedding, the attention
+            and in the MLPs.
+        attention_dropout_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth of the last ViT block; it rises linearly from 0 at the
+            first.
+        num_classes: outputs of the classifier.
+        layer_norm_epsilon: epsilon of every LayerNorm.
+
+    Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
+    "feature_maps": [[B, h', w', embed_dim]]}`, the last soft split's `h x w` grid of patch
+    tokens after the final LayerNorm, pooled to `ceil(h / 2) x ceil(w / 2)` with
+    `grid_pooling`.
+
+    Example:
+    >>> model = T2TViTBackbone(**T2T_CONFIGS["t2t_vit_14"], num_classes=100)
+    >>> [f.shape for f in model.output["feature_maps"]]
+    [(None, 7, 7, 384)]
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        kernel_sizes=(7, 3, 3),
+        strides=(4, 2, 2),
+        paddings=(2, 1, 1),
+        token_dim=64,
+        t2t_attention="transformer",
+        embed_dim=384,
+        depth=14,
+        num_heads=6,
+        mlp_ratio=3.0,
+        qkv_bias=False,
+        position_embedding="sinusoidal",
+        grid_pooling=True,
+        dropout_rate=0.0,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        num_classes=1000,
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        # === Argument validation ===
+        splits = {"kernel_sizes": list(kernel_sizes), "strides": list(strides),
+                  "paddings": list(paddings)}
+        for name, value in [("token_dim", token_dim), ("embed_dim", embed_dim),
+                            ("depth", depth), ("num_heads", num_heads),
+                            ("num_classes", num_classes)]:
+            _check_positive_int(name, value)
+        for name, values in splits.items():
+            if len(values) < 1 or len(values) != len(splits["kernel_sizes"]):
+                raise ValueError(
+                    f"`kernel_sizes`, `strides` and `paddings` need one value per soft split "
+                    f"(at least one). Found {name}={values}, "
+                    f"kernel_sizes={splits['kernel_sizes']}"
+                )
+            for i, value in enumerate(values):
+                if name != "paddings":
+                    _check_positive_int(f"{name}[{i}]", value)
+                elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(
+                        f"`paddings` must be ints >= 0. Found paddings[{i}]={value!r}"
+                    )
+        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                            ("attention_dropout_rate", attention_dropout_rate)]:
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        if t2t_attention not in T2T_ATTENTIONS:
+            raise ValueError(
+                f"`t2t_attention` must be one of {T2T_ATTENTIONS}. "
+                f"Found t2t_attention={t2t_attention!r}"
+            )
+        if position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"`position_embedding` must be one of {POSITION_EMBEDDINGS}. "
+                f"Found position_embedding={position_embedding!r}"
+            )
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"`embed_dim` must be divisible by `num_heads`. "
+                f"Found embed_dim={embed_dim}, num_heads={num_heads}"
+            )
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size
+        ):
+            raise ValueError(
+                "`image_size` must be a positive int or a (height, width) pair. "
+                f"Found image_size={image_size!r}"
+            )
+        height, width = size
+        grid_height, grid_width = height, width
+        for kernel, stride, padding in zip(*splits.values()):
+            grid_height = unfold_output_size(grid_height, kernel, stride, padding)
+            grid_width = unfold_output_size(grid_width, kernel, stride, padding)
+            if min(grid_height, grid_width) < 1:
+                break
+        smallest = 3 if grid_pooling else 2
+        if min(grid_height, grid_width) < smallest:
+            raise ValueError(
+                f"`image_size` is too small for kernel_sizes={splits['kernel_sizes']}, "
+                f"strides={splits['strides']} and paddings={splits['paddings']}: the token "
+                f"grid would be {grid_height}x{grid_width}, and DRLoc needs at least "
+                f"{smallest}x{smallest} (grid_pooling={grid_pooling}). "
+                f"Found image_size={image_size!r}"
+            )
+
+        # === Functional Model ===
+        images = keras.Input(shape=(height, width, 3), name="images")
+        x = images
+        for i, (kernel, stride, padding) in enumerate(zip(*splits.values())):
+            x = SoftSplit(kernel, stride, padding, name=f"soft_split{i + 1}")(x)
+            if i == len(kernel_sizes) - 1:
+                break
+            _, h, w, channels = x.shape
+            x = layers.Reshape((h * w, channels), name=f"t2t_tokens{i + 1}")(x)
+            if t2t_attention == "performer":
+                x = TokenPerformer(
+                    token_dim,
+                    dropout_rate=dropout_rate,
+                    layer_norm_epsilon=layer_norm_epsilon,
+                    name=f"t2t_performer{i + 1}",
+                )(x)
+            else:
+                x = TokenTransformer(
+                    token_dim,
+                    dropout_rate=dropout_rate,
+                    attention_dropout_rate=attention_dropout_rate,
+                    layer_norm_epsilon=layer_norm_epsilon,
+                    name=f"t2t_transformer{i + 1}",
+                )(x)
+            x = layers.Reshape((h, w, token_dim), name=f"t2t_restructure{i + 1}")(x)
+        x = layers.Reshape((grid_height * grid_width, x.shape[-1]), name="t2t_tokens")(x)
+        x = layers.Dense(embed_dim, kernel_initializer=_init(), name="t2t_projection")(x)
+        x = ClassToken(name="class_token")(x)
+        if position_embedding == "sinusoidal":
+            x = SinusoidalPositionEmbedding(name="position_embedding")(x)
+        else:
+            x = PositionEmbedding(name="position_embedding")(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+        for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
+            x = TransformerEncoderBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                drop_path_rate=rate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                name=f"block{i + 1}",
+            )(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
+        class_token, grid = SplitClassToken((grid_height, grid_width), name="token_grid")(x)
+        if grid_pooling:
+            grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid")(grid)
+        logits = layers.Dense(num_classes, kernel_initializer=_init(), name="classifier")(
+            class_token
+        )
+        outputs = {"logits": logits, "feature_maps": [grid]}
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        for name, values in splits.items():
+            setattr(self, name, values)
+        self.token_dim = token_dim
+        self.t2t_attention = t2t_attention
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.position_embedding = position_embedding
+        self.grid_pooling = grid_pooling
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.num_classes = num_classes
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "kernel_sizes": self.kernel_sizes,
+            "strides": self.strides,
+            "paddings": self.paddings,
+            "token_dim": self.token_dim,
+            "t2t_attention": self.t2t_attention,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "position_embedding": self.position_embedding,
+            "grid_pooling": self.grid_pooling,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "num_classes": self.num_classes,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def t2t(name, **overrides):
+    """The named configuration of `T2T_CONFIGS`, with any argument overridden."""
+    if name not in T2T_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(T2T_CONFIGS)}. Found name={name!r}")
+    return T2TViTBackbone(**{**T2T_CONFIGS[name], "name": name, **overrides})
+
+
+def t2t_vit_14(**overrides):
+    """T2T-ViT-14 at 224x224, plain-transformer T2T module (21,465,422 parameters with 1000
+    classes; 21,469,902 with t2t_attention="performer"); DRLoc grid 7x7x384 (14x14 unpooled)."""
+    return t2t("t2t_vit_14", **overrides)
+
+
+def t2t_vit_14_32(**overrides):
+    """T2T-ViT-14 for 32x32 images: soft splits 3x3 at strides 1, 2, 2; token grid 8x8, DRLoc
+    grid 4x4."""
+    return t2t("t2t_vit_14_32", **overrides)

@@ -1,0 +1,227 @@
+"""ViT, the Vision Transformer (Dosovitskiy et al., ICLR 2021, "An Image is Worth 16x16
+Words"), as a DRLoc backbone.
+
+Non-overlapping patches embedded by a strided convolution, a learned class token and a learned
+position embedding, pre-norm transformer blocks, a final LayerNorm and a linear classifier on
+the class token. Facts follow timm's `vit_base_patch16_224`: query/key/value bias, LayerNorm
+epsilon 1e-6, exact GELU, Dense init truncated normal std 0.02; ViT-B/16 has 86,567,656
+parameters with 1000 classes.
+
+The DRLoc grid (drloc-spec section 8) is the patch tokens of the last block, the class token
+dropped, reshaped to the patch grid (14x14x768 for ViT-B/16 at 224). It is taken before the
+final LayerNorm, as in the authors' DRLoc ViT (yhlleo/VTs-Drloc `models/vit.py`, whose final
+LayerNorm sits inside the classifier head), and as Swin and CCT do here. The authors' ViT is
+lucidrains' (bias-free query/key/value, patches embedded by a linear layer on flattened
+patches, which equals a strided convolution): 86,540,008 parameters.
+
+Example:
+>>> model = vit_32(num_classes=10)
+>>> [f.shape for f in model.output["feature_maps"]]
+[(None, 8, 8, 192)]
+"""
+
+import keras
+import numpy as np
+from keras import layers
+
+from drloc_keras.backbones.layers import (
+    ClassToken,
+    PositionEmbedding,
+    SplitClassToken,
+    TransformerEncoderBlock,
+)
+
+# Named sizes. `vit_base_16` is ViT-B/16 with the dropout 0.1 of the paper's ImageNet training
+# from scratch and of the authors' DRLoc ViT. `vit_32` is our choice for 32x32 images (the
+# authors resize CIFAR to 224 instead): the CIFAR baseline ViT of Lee et al. 2021 ("Vision
+# Transformer for Small-Size Datasets"): patch 4 (an 8x8 grid), width 192, depth 9, 12 heads,
+# MLP ratio 2, stochastic depth 0.1; 2.7M parameters with 10 classes.
+VIT_CONFIGS = {
+    "vit_base_16": {
+        "image_size": 224,
+        "patch_size": 16,
+        "embed_dim": 768,
+        "depth": 12,
+        "num_heads": 12,
+        "mlp_ratio": 4.0,
+        "dropout_rate": 0.1,
+        "drop_path_rate": 0.0,
+    },
+    "vit_32": {
+        "image_size": 32,
+        "patch_size": 4,
+        "embed_dim": 192,
+        "depth": 9,
+        "num_heads": 12,
+        "mlp_ratio": 2.0,
+        "dropout_rate": 0.0,
+        "drop_path_rate": 0.1,
+    },
+}
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class ViTBackbone(keras.Model):
+    """ViT with a linear classifier on the class token, exposing its patch grid.
+
+    Args:
+        image_size: int, or (height, width); each a multiple of `patch_size`, at least
+            `2 * patch_size` so that the grid is at least 2x2.
+        patch_size: side of the square patches (a convolution with this kernel and stride).
+        embed_dim: token width.
+        depth: number of transformer blocks.
+        num_heads: attention heads; must divide `embed_dim`.
+        mlp_ratio: hidden width of each MLP over `embed_dim`.
+        qkv_bias: whether the query/key/value projections have a bias.
+        dropout_rate: dropout after the position embedding, the attention and in the MLPs.
+        attention_dropout_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth of the last block; it rises linearly from 0 at the
+            first.
+        num_classes: outputs of the classifier.
+        layer_norm_epsilon: epsilon of every LayerNorm.
+
+    Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
+    "feature_maps": [[B, height / patch_size, width / patch_size, embed_dim]]}`, the patch
+    tokens of the last block before the final LayerNorm.
+
+    Example:
+    >>> model = ViTBackbone(**VIT_CONFIGS["vit_base_16"], num_classes=100)
+    >>> [f.shape for f in model.output["feature_maps"]]
+    [(None, 14, 14, 768)]
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout_rate=0.1,
+        attention_dropout_rate=0.0,
+        drop_path_rate=0.0,
+        num_classes=1000,
+        layer_norm_epsilon=1e-6,
+        **kwargs,
+    ):
+        # === Argument validation ===
+        for name, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
+                            ("depth", depth), ("num_heads", num_heads),
+                            ("num_classes", num_classes)]:
+            _check_positive_int(name, value)
+        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                            ("attention_dropout_rate", attention_dropout_rate)]:
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"`embed_dim` must be divisible by `num_heads`. "
+                f"Found embed_dim={embed_dim}, num_heads={num_heads}"
+            )
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size
+        ):
+            raise ValueError(
+                "`image_size` must be a positive int or a (height, width) pair. "
+                f"Found image_size={image_size!r}"
+            )
+        height, width = size
+        if height % patch_size or width % patch_size or min(height, width) < 2 * patch_size:
+            raise ValueError(
+                f"`image_size` must be a multiple of patch_size={patch_size} and at least "
+                f"{2 * patch_size}, so that the patch grid is at least 2x2. "
+                f"Found image_size={image_size!r}"
+            )
+        grid_height, grid_width = height // patch_size, width // patch_size
+
+        # === Functional Model ===
+        images = keras.Input(shape=(height, width, 3), name="images")
+        x = layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embedding")(images)
+        x = layers.Reshape((grid_height * grid_width, embed_dim), name="patch_tokens")(x)
+        x = ClassToken(name="class_token")(x)
+        x = PositionEmbedding(name="position_embedding")(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+        for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
+            x = TransformerEncoderBlock(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                dropout_rate=dropout_rate,
+                attention_dropout_rate=attention_dropout_rate,
+                drop_path_rate=rate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                name=f"block{i + 1}",
+            )(x)
+        # LayerNorm acts per token, so normalising the class token alone is the same as
+        # normalising every token and then taking it.
+        class_token, grid = SplitClassToken((grid_height, grid_width), name="drloc_grid")(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(class_token)
+        logits = layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="classifier",
+        )(x)
+        outputs = {"logits": logits, "feature_maps": [grid]}
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.drop_path_rate = drop_path_rate
+        self.num_classes = num_classes
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "dropout_rate": self.dropout_rate,
+            "attention_dropout_rate": self.attention_dropout_rate,
+            "drop_path_rate": self.drop_path_rate,
+            "num_classes": self.num_classes,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def vit(name, **overrides):
+    """The named configuration of `VIT_CONFIGS`, with any argument overridden."""
+    if name not in VIT_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(VIT_CONFIGS)}. Found name={name!r}")
+    return ViTBackbone(**{**VIT_CONFIGS[name], "name": name, **overrides})
+
+
+def vit_base_16(**overrides):
+    """ViT-B/16 at 224x224 (86,567,656 parameters with 1000 classes; grid 14x14x768)."""
+    return vit("vit_base_16", **overrides)
+
+
+def vit_32(**overrides):
+    """A ViT for 32x32 images: patch 4, width 192, depth 9, 12 heads, MLP ratio 2; grid 8x8."""
+    return vit("vit_32", **overrides)
