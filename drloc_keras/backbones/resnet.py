@@ -1,0 +1,173 @@
+"""ResNet-50 (He et al. 2016, "Deep Residual Learning for Image Recognition") as a DRLoc backbone.
+
+The network is `keras.applications.ResNet50` (bottleneck blocks of 3, 4, 6 and 3, convolutions
+with a bias, BatchNorm epsilon 1.001e-5), nested whole as the layer "trunk", without its top
+and without weights: DRLoc trains from scratch. The trunk takes the images as given: unlike the
+ImageNet weights of `keras.applications`, it expects no `preprocess_input`. On top of it, global
+average pooling and a Dense classifier. The DRLoc feature map is the last stage's output
+(drloc-spec section 8): 7x7x2048 at 224.
+
+Two stems:
+- "imagenet", the application's own: 7x7 convolution at stride 2, 3x3 max pooling at stride 2;
+  the last stage is the input divided by 32 (rounded up), so 224 -> 7x7.
+- "cifar", our choice for 32x32 images, where the imagenet stem leaves a 1x1 last stage with no
+  relative position to learn: the application's network with its stem convolution replaced by
+  a 3x3 one at stride 1 and the max pooling removed (the CIFAR ResNets of He et al. and of most
+  CIFAR code), so the last stage is the input divided by 8: 32 -> 4x4. It is built from the
+  application's layers with `keras.models.clone_model`, so the blocks are the same code.
+
+Example:
+>>> model = resnet50_32(num_classes=10)
+>>> [f.shape for f in model.output["feature_maps"]]
+[(None, 4, 4, 2048)]
+"""
+
+import keras
+from keras import layers
+
+# Named sizes. `resnet50` is ResNet-50 at 224x224: 25,636,712 parameters with 1000 classes
+# (the 25,557,032 of torchvision's, plus the 26,560 convolution biases and 53,120 BatchNorm
+# moving statistics that Keras counts). `resnet50_32` is the same network with the cifar stem.
+RESNET_CONFIGS = {
+    "resnet50": {"image_size": 224, "stem": "imagenet"},
+    "resnet50_32": {"image_size": 32, "stem": "cifar"},
+}
+
+# How many times each stem halves the input before the last stage (the four stages halve it 3
+# times, each stem 2 times or not at all). Every halving rounds up, as "same" padding does.
+HALVINGS = {"imagenet": 5, "cifar": 3}
+
+# The application's stem layers that the cifar stem leaves out: the padding for the 7x7
+# convolution and the max pooling with its padding.
+_CIFAR_DROPPED = ("conv1_pad", "pool1_pad", "pool1_pool")
+
+
+def last_stage_size(side, stem):
+    """Side of the last stage for an input side: ceil(side / 32) or ceil(side / 8) (cifar)."""
+    for _ in range(HALVINGS[stem]):
+        side = -(-side // 2)
+    return side
+
+
+def _image_shape(image_size, stem):
+    """Checks `image_size` against the stem; returns (height, width)."""
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair. "
+            f"Found image_size={image_size!r}"
+        )
+    if min(last_stage_size(s, stem) for s in size) < 2:
+        smallest = 2 ** HALVINGS[stem] + 1
+        hint = ""
+        if stem == "imagenet":
+            hint = ' (use stem="cifar", as resnet50_32 does, for small images)'
+        raise ValueError(
+            f"`image_size` must be at least {smallest} with the {stem!r} stem, so that the last "
+            f"feature map is at least 2x2{hint}. Found image_size={image_size!r}"
+        )
+    return size
+
+
+def _cifar_trunk(height, width):
+    """The application's ResNet-50 with a 3x3 stride-1 stem convolution and no max pooling."""
+    application = keras.applications.ResNet50(
+        include_top=False, weights=None, input_shape=(None, None, 3), name="trunk"
+    )
+
+    def clone(layer):
+        if layer.name == "conv1_conv":
+            return layers.Conv2D(64, 3, padding="same", name="conv1_conv")
+        return layer.__class__.from_config(layer.get_config())
+
+    def call(layer, *args, **kwargs):
+        if layer.name in _CIFAR_DROPPED:
+            return args[0]
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        application,
+        input_tensors=keras.Input(shape=(height, width, 3)),
+        clone_function=clone,
+        call_function=call,
+    )
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class ResNet50Backbone(keras.Model):
+    """ResNet-50 of `keras.applications` with a linear classifier, exposing its last stage.
+
+    Args:
+        image_size: int, or (height, width); the last stage, `ceil(side / 32)` with the
+            imagenet stem and `ceil(side / 8)` with the cifar stem, must be at least 2.
+        num_classes: outputs of the classifier.
+        stem: "imagenet" (7x7 convolution at stride 2 and 3x3 max pooling at stride 2) or
+            "cifar" (3x3 convolution at stride 1, no pooling).
+
+    Input: images `[B, height, width, 3]`, not preprocessed. Output: `{"logits": [B,
+    num_classes], "feature_maps": [[B, h, w, 2048]]}`, the last stage's output.
+
+    Example:
+    >>> model = ResNet50Backbone(image_size=224, num_classes=100)
+    >>> model.output["feature_maps"][0].shape
+    (None, 7, 7, 2048)
+    """
+
+    def __init__(self, image_size=224, num_classes=1000, stem="imagenet", **kwargs):
+        # === Argument validation ===
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"`num_classes` must be a positive integer. Found num_classes={num_classes!r}"
+            )
+        if stem not in HALVINGS:
+            raise ValueError(f"`stem` must be one of {sorted(HALVINGS)}. Found stem={stem!r}")
+        height, width = _image_shape(image_size, stem)
+
+        # === Functional Model ===
+        images = keras.Input(shape=(height, width, 3), name="images")
+        if stem == "imagenet":
+            trunk = keras.applications.ResNet50(
+                include_top=False, weights=None, input_shape=(height, width, 3), name="trunk"
+            )
+        else:
+            trunk = _cifar_trunk(height, width)
+        features = trunk(images)
+        x = layers.GlobalAveragePooling2D(name="average_pool")(features)
+        logits = layers.Dense(num_classes, name="classifier")(x)
+        outputs = {"logits": logits, "feature_maps": [features]}
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.stem = stem
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "stem": self.stem,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def resnet(name, **overrides):
+    """The named configuration of `RESNET_CONFIGS`, with any argument overridden."""
+    if name not in RESNET_CONFIGS:
+        raise ValueError(f"`name` must be one of {sorted(RESNET_CONFIGS)}. Found name={name!r}")
+    return ResNet50Backbone(**{**RESNET_CONFIGS[name], "name": name, **overrides})
+
+
+def resnet50(**overrides):
+    """ResNet-50 at 224x224 (25.6M parameters with 1000 classes); last stage 7x7x2048."""
+    return resnet("resnet50", **overrides)
+
+
+def resnet50_32(**overrides):
+    """ResNet-50 with the cifar stem for 32x32 images; last stage 4x4x2048."""
+    return resnet("resnet50_32", **overrides)

@@ -1,0 +1,225 @@
+"""The training program end to end on tiny synthetic data: every backbone, resume, faults."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+import train_cifar  # noqa: E402
+
+TINY_ARGS = {
+    "cvt": {"embed_dims": [8, 16, 16], "num_heads": [1, 2, 2], "depths": [1, 1, 1]},
+    "cct": {"num_layers": 1, "num_heads": 2, "embed_dim": 16, "tokenizer_channels": 8},
+    "swin": {"embed_dim": 8, "depths": [1, 1, 1], "num_heads": [1, 2, 2]},
+    "t2t": {"token_dim": 8, "embed_dim": 16, "depth": 1, "num_heads": 2},
+    "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2},
+    "resnet50": {},  # the 32x32 ResNet-50 at full width: the slowest of these runs
+}
+
+
+def tiny_argv(output, backbone="cvt", epochs=1, train=32, extra=()):
+    return [
+        "--dataset", "synthetic", "--synthetic-train-size", str(train), "--synthetic-test-size", "16",
+        "--image-size", "16", "--batch-size", "16", "--epochs", str(epochs), "--backbone", backbone,
+        "--backbone-args", json.dumps(TINY_ARGS[backbone]), "--sample-size", "8",
+        "--output", str(output), "--verbose", "0", *extra,
+    ]
+
+
+def history(output):
+    with open(os.path.join(output, "history.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("backbone", sorted(TINY_ARGS))
+def test_one_epoch_of_every_backbone_leaves_every_output(backbone, tmp_path):
+    report = train_cifar.main(tiny_argv(tmp_path, backbone))
+    for name in ("history.csv", "metrics.json", "curves.png", "config.json", "last.keras", "state.json"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "tensorboard").is_dir()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["parameters"] > 0
+    assert 0.0 <= metrics["final_top1"] <= 1.0 and 0.0 <= metrics["best_top5"] <= 1.0
+    assert metrics["config"]["backbone"] == backbone and metrics["seconds_per_epoch"] > 0
+    row = history(tmp_path)[0]
+    for key in ("loss", "ce_loss", "drloc_loss", "lambda", "accuracy", "val_accuracy", "val_top5"):
+        assert key in row, key
+    assert report["final_top1"] == metrics["final_top1"]
+
+
+def test_lambda_zero_trains_without_drloc(tmp_path):
+    train_cifar.main(tiny_argv(tmp_path, extra=["--lam", "0"]))
+    row = history(tmp_path)[0]
+    assert "drloc_loss" not in row and float(row["loss"]) > 0
+
+
+def test_eval_only_reads_the_saved_model(tmp_path, capsys):
+    train_cifar.main(tiny_argv(tmp_path))
+    report = train_cifar.main(tiny_argv(tmp_path, extra=["--eval-only"]))
+    assert set(report) >= {"accuracy", "loss", "top5", "model"}
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
+
+
+def test_resume_finishes_the_remaining_epochs(tmp_path):
+    train_cifar.main(tiny_argv(tmp_path, epochs=2))
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epochs_done"] == 2
+    # A finished run resumes to nothing more.
+    train_cifar.main(tiny_argv(tmp_path, epochs=2, extra=["--resume"]))
+    assert [int(r["epoch"]) for r in history(tmp_path)] == [0, 1]
+
+
+def test_resume_with_a_different_configuration_is_refused(tmp_path, capsys):
+    train_cifar.main(tiny_argv(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        train_cifar.main(tiny_argv(tmp_path, extra=["--resume", "--lam", "0.7", "--mode", "ce"]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--lam: saved 0.1, now 0.7" in err and "--mode: saved 'l1', now 'ce'" in err
+
+
+def test_a_second_run_in_the_same_folder_is_refused(tmp_path, capsys):
+    train_cifar.main(tiny_argv(tmp_path))
+    with pytest.raises(SystemExit):
+        train_cifar.main(tiny_argv(tmp_path))
+    assert "Pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag,value,expected",
+    [
+        ("--backbone", "vgg", ["invalid choice: 'vgg'", "cvt", "swin_tiny_32", "resnet50"]),
+        ("--dataset", "mnist", ["invalid choice: 'mnist'", "cifar10", "fashion_mnist", "folder"]),
+        ("--mode", "l2", ["invalid choice: 'l2'", "l1", "ce", "cbr"]),
+        ("--sample-size", "0", ["--sample-size must be >= 1; found 0"]),
+        ("--lam", "-1", ["--lam must be >= 0; found -1.0"]),
+        ("--train-fraction", "0", ["--train-fraction must be in (0, 1]; found 0.0"]),
+    ],
+)
+def test_bad_flags_name_the_choices(flag, value, expected, tmp_path, capsys):
+    argv = tiny_argv(tmp_path)
+    index = argv.index(flag) if flag in argv else None
+    if index is None:
+        argv += [flag, value]
+    else:
+        argv[index + 1] = value
+    with pytest.raises(SystemExit) as exit_info:
+        train_cifar.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+
+
+def test_missing_dataset_files_name_the_file(tmp_path, capsys):
+    argv = tiny_argv(tmp_path / "run") + ["--dataset", "cifar10", "--data-dir", str(tmp_path / "nothing")]
+    with pytest.raises(SystemExit) as exit_info:
+        train_cifar.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cifar-10-batches-py" in err and "--data-dir" in err
+
+
+def test_corrupt_dataset_file_names_the_file(tmp_path, capsys):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_bytes(b"not a gzip file")
+    argv = tiny_argv(tmp_path / "run") + ["--dataset", "fashion_mnist", "--data-dir", str(folder)]
+    with pytest.raises(SystemExit):
+        train_cifar.main(argv)
+    assert "-ubyte.gz" in capsys.readouterr().err
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_no_bad_checkpoint(tmp_path, capsys):
+    argv = tiny_argv(tmp_path, epochs=3, extra=["--lr", "1e30", "--warmup-epochs", "0", "--weight-decay", "0"])
+    with pytest.raises(SystemExit) as exit_info:
+        train_cifar.main(argv)
+    assert exit_info.value.code == 3
+    assert "NaN" in capsys.readouterr().err
+    if (tmp_path / "last.keras").exists():
+        model = keras.saving.load_model(tmp_path / "last.keras")
+        for w in model.get_weights():
+            assert np.all(np.isfinite(w))
+
+
+def _run_in_background(argv, output):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    log = open(os.path.join(output, "..", "run.log"), "w")
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", "train_cifar.py"), *argv],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_for_epochs(output, epochs, process, timeout=300):
+    deadline = time.time() + timeout
+    path = os.path.join(output, "state.json")
+    while time.time() < deadline:
+        if os.path.exists(path):
+            try:
+                if json.loads(open(path).read())["epochs_done"] >= epochs:
+                    return
+            except (ValueError, KeyError):
+                pytest.fail("state.json was read half-written")
+        if process.poll() is not None:
+            pytest.fail(f"training ended early with code {process.returncode}")
+        time.sleep(0.02)
+    pytest.fail("training made no progress")
+
+
+def test_sigkill_mid_epoch_then_resume_finishes_with_intact_checkpoints(tmp_path):
+    output = tmp_path / "run"
+    output.mkdir()
+    argv = tiny_argv(output, epochs=4, train=320)  # 20 steps per epoch
+    process = _run_in_background(argv, output)
+    try:
+        _wait_for_epochs(output, 1, process)
+        time.sleep(0.5)  # well inside the second epoch
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    state = json.loads((output / "state.json").read_text())
+    assert 1 <= state["epochs_done"] < 4
+    keras.saving.load_model(output / "last.keras")  # not corrupt
+
+    train_cifar.main(argv + ["--resume"])
+    rows = history(output)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert json.loads((output / "state.json").read_text())["epochs_done"] == 4
+    assert json.loads((output / "metrics.json").read_text())["epochs"] == 4
+    model = keras.saving.load_model(output / "last.keras")
+    steps_done = int(keras.ops.convert_to_numpy(model.step_variable))
+    assert steps_done == 4 * 20
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+    output = tmp_path / "run"
+    output.mkdir()
+    argv = tiny_argv(output, epochs=50, train=320)
+    process = _run_in_background(argv, output)
+    try:
+        _wait_for_epochs(output, 1, process)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert (output / "interrupted.keras").exists()
+    keras.saving.load_model(output / "interrupted.keras")
+    keras.saving.load_model(output / "last.keras")
+    log = (tmp_path / "run.log").read_text()
+    assert "interrupted" in log and "--resume" in log
