@@ -1,0 +1,67 @@
+"""The input pipeline of the training program: tf.data with Keras augmentation layers."""
+
+import keras
+import numpy as np
+import pytest
+
+from drloc_keras import training
+
+
+def _data(n=16, size=12, channels=3, classes=4):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n, size, size, channels)).astype("uint8")
+    return x, rng.integers(0, classes, n)
+
+
+def _batches(ds):
+    return [(np.asarray(x), np.asarray(y)) for x, y in ds]
+
+
+def test_evaluation_batches_are_exact_images_and_one_hot_labels():
+    x, y = _data()
+    batches = _batches(training.make_dataset(x, y, 4, batch_size=5, training=False))
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert [len(b[0]) for b in batches] == [5, 5, 5, 1]  # no image dropped in evaluation
+    np.testing.assert_array_equal(images, x.astype("float32"))
+    np.testing.assert_array_equal(labels, np.eye(4)[y])
+
+
+def test_grayscale_becomes_rgb_at_the_requested_size():
+    x, y = _data(channels=1, size=28)
+    (images, _), *_ = _batches(training.make_dataset(x, y, 4, 8, training=False, image_size=32))
+    assert images.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])
+
+
+def test_training_batches_are_shuffled_augmented_and_mixed():
+    x, y = _data(n=32)
+    augment = training.augmenter(12, randaugment=True, random_erasing=0.25, seed=0)
+    ds = training.make_dataset(x, y, 4, 8, training=True, augment=augment, mixup=0.8, cutmix=1.0, seed=0)
+    batches = _batches(ds)
+    assert len(batches) == 4 and all(b[0].shape == (8, 12, 12, 3) for b in batches)
+    labels = np.concatenate([b[1] for b in batches])
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, atol=1e-5)
+    assert np.any((labels > 0.01) & (labels < 0.99)), "no batch was mixed"
+    images = np.concatenate([b[0] for b in batches])
+    assert not any(np.array_equal(images[i], x[j]) for i in range(4) for j in range(32))
+
+
+def test_random_erasing_probability_is_exact():
+    erase = training.augmenter(16, randaugment=False, random_erasing=0.25, flip=False, seed=1)
+    images = np.full((400, 16, 16, 3), 128.0, "float32")
+    out = keras.ops.convert_to_numpy(erase(images, training=True))
+    erased = np.mean(np.any(out != 128.0, axis=(1, 2, 3)))
+    assert 0.18 < erased < 0.32, erased
+
+
+def test_a_keras_cv_augmenter_works_in_the_pipeline():
+    if keras.backend.backend() != "tensorflow":
+        pytest.fail("this pipeline test runs under KERAS_BACKEND=tensorflow (scripts/test.sh)")
+    keras_cv = pytest.importorskip("keras_cv", reason="keras-cv is part of the test extra")
+    x, y = _data(n=16)
+    augment = keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.5, seed=0)
+    batches = _batches(training.make_dataset(x, y, 4, 8, training=True, augment=augment, seed=0))
+    assert len(batches) == 2 and batches[0][0].shape == (8, 12, 12, 3)
+    assert not np.array_equal(np.sort(np.concatenate([b[0] for b in batches]).ravel()),
+                              np.sort(x.astype("float32").ravel()))
