@@ -248,6 +248,9 @@ class DRLocModel(keras.Model):
             )
             for k in range(len(indices))
         ]
+        if not self.drloc_enabled:  # lam=0: the heads exist (same weights layout) but never run
+            for head in self.heads:
+                head.trainable = False
         self._map_shapes = [tuple(maps[i].shape) for i in indices]
 
     def build(self, input_shape):

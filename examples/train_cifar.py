@@ -126,8 +126,16 @@ class EpochTimer:
         return _Timer()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    # Ctrl-C and SIGTERM (a scheduler's stop) save and exit; a shell that started this in the
+    # background may have left SIGINT ignored, so both handlers are set here.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     config = {k: v for k, v in vars(args).items()}
     out = args.output
     os.makedirs(out, exist_ok=True)

@@ -14,6 +14,10 @@ image size: the 32x32 variant up to 64 pixels, the 224 one above.
 
 import importlib
 
+# Imported here so that every backbone class is registered with Keras' serialization once
+# `drloc_keras` is imported: `keras.saving.load_model` then finds them in any process.
+from drloc_keras.backbones import cct, cvt, hub, resnet, swin, t2t, vit  # noqa: F401
+
 # size name -> (module, factory, native image size)
 SIZES = {
     "cvt_13": ("cvt", "cvt_13", 224),
