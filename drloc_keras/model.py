@@ -61,7 +61,9 @@ class _LastValue(keras.metrics.Metric):
         self.value.assign(ops.cast(value, self.dtype))
 
     def result(self):
-        return ops.convert_to_tensor(self.value)
+        # A new tensor, not a view of the variable: `evaluate` resets the variable after
+        # `fit` has read the epoch's logs, and a view would change the logged value.
+        return ops.copy(ops.convert_to_tensor(self.value))
 
     def reset_state(self):
         self.value.assign(0.0)

@@ -223,3 +223,20 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     keras.saving.load_model(output / "last.keras")
     log = (tmp_path / "run.log").read_text()
     assert "interrupted" in log and "--resume" in log
+
+
+@pytest.fixture
+def restore_dtype_policy():
+    previous = keras.config.dtype_policy()
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_keep_the_loss_finite(precision, tmp_path, restore_dtype_policy):
+    train_cifar.main(tiny_argv(tmp_path, extra=["--mixed-precision", precision]))
+    row = history(tmp_path)[0]
+    for key in ("loss", "ce_loss", "drloc_loss", "val_loss"):
+        assert np.isfinite(float(row[key])), key
+    model = keras.saving.load_model(tmp_path / "last.keras")
+    assert model.heads[0].trunk[0].compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[precision]

@@ -58,6 +58,10 @@ def test_the_logs_hold_every_term():
     assert step["loss"] == pytest.approx(step["ce_loss"] + 0.3 * step["drloc_loss"], rel=1e-5)
     evaluation = model.evaluate(x, y, verbose=0, return_dict=True)
     assert set(evaluation) == {"loss", "accuracy"}
+    # The epoch's lambda survives the validation pass that follows it.
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, validation_data=(x, y))
+    assert history.history["lambda"] == [pytest.approx(0.3)]
+    assert "val_lambda" not in history.history and "val_drloc_loss" not in history.history
 
 
 def test_lambda_zero_trains_like_the_plain_backbone_and_samples_nothing():
