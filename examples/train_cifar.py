@@ -176,7 +176,10 @@ def main(argv=None):
         if args.dataset == "synthetic":
             options = dict(train_size=args.synthetic_train_size, test_size=args.synthetic_test_size,
                            seed=args.seed)
-        dataset = data.load_dataset(args.dataset, data_dir=args.data_dir, **options)
+        # The `folder` loader needs the size (its images differ); the others are resized in
+        # the input pipeline, which keeps the arrays in memory at their native size.
+        size = args.image_size if args.dataset == "folder" else None
+        dataset = data.load_dataset(args.dataset, data_dir=args.data_dir, image_size=size, **options)
     except (data.DatasetUnavailableError, data.DatasetFormatError, ImportError) as e:
         fail(str(e))
     (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test

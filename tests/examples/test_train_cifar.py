@@ -240,3 +240,23 @@ def test_mixed_precision_runs_keep_the_loss_finite(precision, tmp_path, restore_
         assert np.isfinite(float(row[key])), key
     model = keras.saving.load_model(tmp_path / "last.keras")
     assert model.heads[0].trunk[0].compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[precision]
+
+
+def test_an_image_folder_of_mixed_sizes_and_modes_trains(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("val", 4)):
+        for name in ("cat", "dog"):
+            folder = tmp_path / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                size = (int(rng.integers(10, 40)), int(rng.integers(10, 40)))
+                mode = "L" if i % 2 else "RGB"
+                pixels = rng.integers(0, 256, size=size[::-1] + ((3,) if mode == "RGB" else ()))
+                Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
+    argv = tiny_argv(tmp_path / "run") + ["--dataset", "folder", "--data-dir", str(tmp_path / "images")]
+    report = train_cifar.main(argv)
+    assert report["epochs"] == 1 and 0.0 <= report["final_top1"] <= 1.0
+    model = keras.saving.load_model(tmp_path / "run" / "last.keras")
+    assert model.num_classes == 2
