@@ -269,6 +269,9 @@ class DRLocModel(keras.Model):
 
     def call(self, inputs, training=None):
         logits, maps = split_backbone_output(self.backbone(inputs, training=training))
+        # Float32 logits under a mixed-precision policy, as Keras advises for model outputs:
+        # losses and metrics (top-k among them) then see one dtype.
+        logits = ops.cast(logits, "float32")
         if not training or not self.drloc_enabled:
             return logits
         total = None

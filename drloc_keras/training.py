@@ -44,16 +44,20 @@ def augmenter(image_size, randaugment=True, random_erasing=0.25, flip=True, seed
     """Per-image augmentation of uint8-range float images: flip, RandAugment, erasing."""
     stages = []
     if flip:
-        stages.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
     if randaugment:
-        stages.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed))
+        stages.append(keras.layers.RandAugment(
+            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed, dtype="float32"
+        ))
     if random_erasing > 0:
         # A (p, p) factor erases each image with probability exactly p.
         stages.append(
             keras.layers.RandomErasing(
-                factor=(random_erasing, random_erasing), value_range=(0, 255), seed=seed
+                factor=(random_erasing, random_erasing), value_range=(0, 255), seed=seed,
+                dtype="float32",
             )
         )
+    # Input augmentation stays float32 under a mixed-precision policy: the model casts.
     return keras.layers.Pipeline(stages) if stages else None
 
 
@@ -97,9 +101,9 @@ def make_dataset(
     if training and (mixup > 0 or cutmix > 0):
         mixers = []
         if mixup > 0:
-            mixers.append(keras.layers.MixUp(alpha=mixup, seed=seed))
+            mixers.append(keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32"))
         if cutmix > 0:
-            mixers.append(keras.layers.CutMix(factor=cutmix, seed=seed))
+            mixers.append(keras.layers.CutMix(factor=cutmix, seed=seed, dtype="float32"))
 
         def mix(images, labels):
             data = {"images": images, "labels": labels}
