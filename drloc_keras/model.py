@@ -250,9 +250,7 @@ class DRLocModel(keras.Model):
             )
             for k in range(len(indices))
         ]
-        if not self.drloc_enabled:  # lam=0: the heads exist (same weights layout) but never run
-            for head in self.heads:
-                head.trainable = False
+
         self._map_shapes = [tuple(maps[i].shape) for i in indices]
 
     def build(self, input_shape):
@@ -263,6 +261,8 @@ class DRLocModel(keras.Model):
         for head, shape in zip(self.heads, self._map_shapes):
             if not head.built:
                 head.build(shape)
+            if not self.drloc_enabled:  # lam=0: the heads exist (same weights) but never run
+                head.trainable = False
         self.built = True
 
     # --- Forward pass and loss --------------------------------------------------------
