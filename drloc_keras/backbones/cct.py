@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath
+from drloc_keras.backbones.layers import DropPath, MultiHeadSelfAttention, build_named
 
 # Named sizes. `cct_7_3x1` is the authors' cct_7_3x1_32 for 32x32 images: 7 layers, 4 heads,
 # width 256, MLP ratio 2, one 3x3 convolution (stride 1) in the tokenizer, attention dropout
@@ -78,58 +78,12 @@ class CCTPositionalEmbedding(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class CCTAttention(layers.Layer):
-    """Multi-head self-attention: q, k, v from one bias-free linear layer, then a projection.
-
-    Args:
-        dim: int, channels in and out.
-        num_heads: int dividing `dim`.
-        dropout_rate: float, dropout after the output projection.
-        attention_dropout_rate: float, dropout on the attention weights.
-
-    Input shape: `[B, N, dim]`. Output shape: the same.
-    """
-
-    def __init__(self, dim, num_heads, dropout_rate=0.0, attention_dropout_rate=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.dim = dim
-        self.num_heads = num_heads
-        self.dropout_rate = dropout_rate
-        self.attention_dropout_rate = attention_dropout_rate
-        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=_init())
-        self.attention_dropout = layers.Dropout(attention_dropout_rate)
-        self.output_projection = layers.Dense(dim, kernel_initializer=_init())
-        self.output_dropout = layers.Dropout(dropout_rate)
-
-    def call(self, tokens, training=None):
-        length, head_dim = tokens.shape[1], self.dim // self.num_heads
-        qkv = ops.reshape(self.qkv(tokens), (-1, length, 3, self.num_heads, head_dim))
-        q, k, v = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)), 3)  # each [B, heads, N, d]
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / np.sqrt(head_dim)
-        weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
-        x = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
-        x = ops.reshape(x, (-1, length, self.dim))
-        return self.output_dropout(self.output_projection(x), training=training)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "dim": self.dim,
-            "num_heads": self.num_heads,
-            "dropout_rate": self.dropout_rate,
-            "attention_dropout_rate": self.attention_dropout_rate,
-        }
-
-
-@keras.saving.register_keras_serializable(package="drloc")
 class CCTEncoderLayer(layers.Layer):
     """CCT's encoder layer: `x + Attention(LN(x))`, then `x = LN(x)`, then `x + MLP(x)`.
 
     Args:
-        dim, num_heads, dropout_rate, attention_dropout_rate: as in `CCTAttention`
+        dim, num_heads, dropout_rate, attention_dropout_rate: as in
+            `MultiHeadSelfAttention` (here without a q/k/v bias)
             (`dropout_rate` is also applied inside the MLP).
         mlp_ratio: float, hidden width of the MLP over `dim`.
         drop_path_rate: float, stochastic depth of both residual branches.
@@ -158,7 +112,10 @@ class CCTEncoderLayer(layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
-        self.attention = CCTAttention(dim, num_heads, dropout_rate, attention_dropout_rate)
+        self.attention = MultiHeadSelfAttention(
+            dim, num_heads, qkv_bias=False, dropout_rate=dropout_rate,
+            attention_dropout_rate=attention_dropout_rate,
+        )
         self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
         self.mlp = keras.Sequential(
             [
@@ -375,9 +332,7 @@ class CCTBackbone(keras.Model):
 
 def cct(name, **overrides):
     """The named configuration of `CCT_CONFIGS`, with any argument overridden."""
-    if name not in CCT_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(CCT_CONFIGS)}. Found name={name!r}")
-    return CCTBackbone(**{**CCT_CONFIGS[name], "name": name, **overrides})
+    return build_named(CCTBackbone, CCT_CONFIGS, name, overrides)
 
 
 def cct_7_3x1(**overrides):

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath
+from drloc_keras.backbones.layers import DropPath, build_named
 
 # Named sizes. `cvt_13` is CvT-13 (paper Table 2, the official cvt-13-224x224 config,
 # stochastic depth 0.1 in the last stage only). `cvt_13_32` is our choice for 32x32 images
@@ -420,9 +420,7 @@ class CvTBackbone(keras.Model):
 
 def cvt(name, **overrides):
     """The named configuration of `CVT_CONFIGS`, with any argument overridden."""
-    if name not in CVT_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(CVT_CONFIGS)}. Found name={name!r}")
-    return CvTBackbone(**{**CVT_CONFIGS[name], "name": name, **overrides})
+    return build_named(CvTBackbone, CVT_CONFIGS, name, overrides)
 
 
 def cvt_13(**overrides):

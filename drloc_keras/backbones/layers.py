@@ -4,6 +4,13 @@ import keras
 from keras import layers, ops
 
 
+def build_named(backbone_class, configs, name, overrides):
+    """`backbone_class` with the named configuration of `configs`, any argument overridden."""
+    if name not in configs:
+        raise ValueError(f"`name` must be one of {sorted(configs)}. Found name={name!r}")
+    return backbone_class(**{**configs[name], "name": name, **overrides})
+
+
 @keras.saving.register_keras_serializable(package="drloc")
 class DropPath(layers.Layer):
     """Stochastic depth: drops the whole residual branch of a sample with probability `rate`.

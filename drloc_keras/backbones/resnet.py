@@ -25,6 +25,8 @@ Example:
 import keras
 from keras import layers
 
+from drloc_keras.backbones.layers import build_named
+
 # Named sizes. `resnet50` is ResNet-50 at 224x224: 25,636,712 parameters with 1000 classes
 # (the 25,557,032 of torchvision's, plus the 26,560 convolution biases and 53,120 BatchNorm
 # moving statistics that Keras counts). `resnet50_32` is the same network with the cifar stem.
@@ -158,9 +160,7 @@ class ResNet50Backbone(keras.Model):
 
 def resnet(name, **overrides):
     """The named configuration of `RESNET_CONFIGS`, with any argument overridden."""
-    if name not in RESNET_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(RESNET_CONFIGS)}. Found name={name!r}")
-    return ResNet50Backbone(**{**RESNET_CONFIGS[name], "name": name, **overrides})
+    return build_named(ResNet50Backbone, RESNET_CONFIGS, name, overrides)
 
 
 def resnet50(**overrides):

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath
+from drloc_keras.backbones.layers import DropPath, build_named
 
 # Named sizes. `swin_tiny` is Swin-T. `swin_tiny_32` is our choice for 32x32 images (the
 # authors resize CIFAR to 224 instead): the same widths and depths, patch 2 so the stages
@@ -563,9 +563,7 @@ class SwinBackbone(keras.Model):
 
 def swin(name, **overrides):
     """The named configuration of `SWIN_CONFIGS`, with any argument overridden."""
-    if name not in SWIN_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(SWIN_CONFIGS)}. Found name={name!r}")
-    return SwinBackbone(**{**SWIN_CONFIGS[name], "name": name, **overrides})
+    return build_named(SwinBackbone, SWIN_CONFIGS, name, overrides)
 
 
 def swin_tiny(**overrides):

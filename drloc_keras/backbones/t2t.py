@@ -46,6 +46,7 @@ from keras import layers, ops
 
 from drloc_keras.backbones.cvt import AveragePoolingExcludingPadding
 from drloc_keras.backbones.layers import (
+    build_named,
     ClassToken,
     PositionEmbedding,
     SplitClassToken,
@@ -580,9 +581,7 @@ class T2TViTBackbone(keras.Model):
 
 def t2t(name, **overrides):
     """The named configuration of `T2T_CONFIGS`, with any argument overridden."""
-    if name not in T2T_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(T2T_CONFIGS)}. Found name={name!r}")
-    return T2TViTBackbone(**{**T2T_CONFIGS[name], "name": name, **overrides})
+    return build_named(T2TViTBackbone, T2T_CONFIGS, name, overrides)
 
 
 def t2t_vit_14(**overrides):

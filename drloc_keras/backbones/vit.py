@@ -25,6 +25,7 @@ import numpy as np
 from keras import layers
 
 from drloc_keras.backbones.layers import (
+    build_named,
     ClassToken,
     PositionEmbedding,
     SplitClassToken,
@@ -212,9 +213,7 @@ class ViTBackbone(keras.Model):
 
 def vit(name, **overrides):
     """The named configuration of `VIT_CONFIGS`, with any argument overridden."""
-    if name not in VIT_CONFIGS:
-        raise ValueError(f"`name` must be one of {sorted(VIT_CONFIGS)}. Found name={name!r}")
-    return ViTBackbone(**{**VIT_CONFIGS[name], "name": name, **overrides})
+    return build_named(ViTBackbone, VIT_CONFIGS, name, overrides)
 
 
 def vit_base_16(**overrides):
