@@ -9,6 +9,7 @@ curves.png, config.json and a checkpoint per epoch (last.keras, best.keras).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,9 @@ import signal
 import sys
 import time
 
-from drloc_keras import backbones, data, training
+import keras
+
+from drloc_keras import DRLocModel, backbones, data, training
 
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Flags that may change between a run and its resumption.
@@ -105,25 +108,18 @@ def fail(message, code=2):
     sys.exit(code)
 
 
-class EpochTimer:
-    """Seconds per epoch, as a Keras callback (made lazily: keras is imported in main)."""
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds per epoch."""
 
-    @staticmethod
-    def make():
-        import keras
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
 
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds = []
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._start)
-
-        return _Timer()
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 def _interrupt(signum, frame):
@@ -136,7 +132,7 @@ def main(argv=None):
     # background may have left SIGINT ignored, so both handlers are set here.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    config = {k: v for k, v in vars(args).items()}
+    config = dict(vars(args))
     out = args.output
     os.makedirs(out, exist_ok=True)
     config_path = os.path.join(out, "config.json")
@@ -160,10 +156,6 @@ def main(argv=None):
              f"Pass --resume to continue it, or another --output.")
     else:
         training.atomic_write_text(config_path, json.dumps(config, indent=2))
-
-    import keras
-
-    from drloc_keras import DRLocModel
 
     keras.utils.set_random_seed(args.seed)
     if MIXED_PRECISION[args.mixed_precision]:
@@ -250,7 +242,7 @@ def main(argv=None):
     if initial_epoch >= args.epochs:
         print(f"{out} already finished its {args.epochs} epochs")
     checkpoint = training.EpochCheckpoint(out, initial_best=(state or {}).get("best", -math.inf))
-    timer = EpochTimer.make()
+    timer = EpochTimer()
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         checkpoint,
@@ -302,10 +294,6 @@ def main(argv=None):
 
 
 def distribution_scope(enabled):
-    import contextlib
-
-    import keras
-
     if not enabled:
         return contextlib.nullcontext()
     backend = keras.backend.backend()
