@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from drloc_keras.losses import check_mode
+from drloc_keras.replicas import replica_context
 
 
 def _check_int(name, value, minimum):
@@ -25,14 +26,24 @@ def _check_grid(height, width, where):
             )
 
 
-def sample_positions(batch, height, width, m, seed):
+def sample_positions(batch, height, width, m, seed, replica=0, replicas=1):
     """`m` uniform grid positions per image, `int32 [B, m, 2]` of (row, col) (spec section 2).
 
     `seed` is a `keras.random.SeedGenerator` (or an int): the draw is a pure function of
     its state, so it is reproducible and new at every step of a compiled training loop.
+
+    `replica` and `replicas` serve data-parallel replicas that share one seed state (see
+    `drloc_keras.replicas`): the positions are drawn for all `replicas * batch` images and
+    replica `replica` keeps its own slice of `batch` images. Every image of the global
+    batch then gets its own positions, the same ones a single device would draw for it.
     """
-    rows = keras.random.randint((batch, m), 0, height, dtype="int32", seed=seed)
-    cols = keras.random.randint((batch, m), 0, width, dtype="int32", seed=seed)
+    if replicas == 1:
+        rows = keras.random.randint((batch, m), 0, height, dtype="int32", seed=seed)
+        cols = keras.random.randint((batch, m), 0, width, dtype="int32", seed=seed)
+    else:
+        rows = keras.random.randint((replicas, batch, m), 0, height, dtype="int32", seed=seed)
+        cols = keras.random.randint((replicas, batch, m), 0, width, dtype="int32", seed=seed)
+        rows, cols = ops.take(rows, replica, axis=0), ops.take(cols, replica, axis=0)
     return ops.stack([rows, cols], axis=-1)
 
 
@@ -163,8 +174,14 @@ class DRLocHead(keras.layers.Layer):
                 layer.build((None, None, self.hidden))
 
     def sample(self, batch):
-        """Draw `(p, q)`, each int32 `[batch, m, 2]`, from the layer's seed generator."""
-        args = (batch, self.height, self.width, self.sample_size, self.seed_generator)
+        """Draw `(p, q)`, each int32 `[batch, m, 2]`, from the layer's seed generator.
+
+        Under a multi-replica `tf.distribute` strategy `batch` is the replica's share of
+        the global batch, and each replica keeps its own slice of a draw for the global
+        batch (see `sample_positions`), so no two images share their positions.
+        """
+        replica, replicas = replica_context()
+        args = (batch, self.height, self.width, self.sample_size, self.seed_generator, replica, replicas)
         return sample_positions(*args), sample_positions(*args)
 
     def call(self, features, positions=None):

@@ -21,6 +21,15 @@ Where the loss is computed
 the compiled loss and advances the schedule's step counter. Outside training, `call`
 returns the logits alone and no pair is sampled, so `predict` and `evaluate` cost what
 the backbone costs.
+
+Data parallel
+-------------
+Under `keras.distribution.DataParallel` (JAX) a step sees the global batch and nothing
+changes. Under a `tf.distribute` strategy each replica sees its share: the heads then
+sample every image's pairs from one draw for the global batch (`drloc_keras.replicas`),
+and the DRLoc term is divided by the number of replicas as Keras divides the compiled
+loss, so the loss, the gradients and the logs equal those of one device on the global
+batch.
 """
 
 import keras
@@ -29,6 +38,7 @@ from keras import ops
 
 from drloc_keras.layers import DRLocHead
 from drloc_keras.losses import check_mode, drloc_loss
+from drloc_keras.replicas import replica_context
 from drloc_keras.schedules import check_schedule, lambda_at_epoch
 
 
@@ -55,7 +65,9 @@ class _LastValue(keras.metrics.Metric):
 
     def __init__(self, name, **kwargs):
         super().__init__(name=name, **kwargs)
-        self.value = self.add_variable(shape=(), initializer="zeros", name="value")
+        # "mean": under tf.distribute each replica holds the same value, and the default
+        # "sum" would report lambda times the number of replicas.
+        self.value = self.add_variable(shape=(), initializer="zeros", name="value", aggregation="mean")
 
     def update_state(self, value, sample_weight=None):
         self.value.assign(ops.cast(value, self.dtype))
@@ -151,6 +163,7 @@ class DRLocModel(keras.Model):
                 f"Found feature_maps={feature_maps!r}"
             )
         super().__init__(**kwargs)
+        self._evaluating = False  # True inside `evaluate` (see `get_metrics_result`)
         self.backbone = backbone
         self.lam = float(lam)
         self.lam_schedule = lam_schedule
@@ -300,19 +313,37 @@ class DRLocModel(keras.Model):
         lam = self.current_lambda()
         if training:
             self.step_variable.assign_add(1)
-        self.ce_loss_tracker.update_state(ce)
+        # Under a multi-replica tf.distribute strategy Keras returns the compiled loss
+        # divided by the number of replicas (the replicas' gradients are summed): the DRLoc
+        # term is divided the same way, and the trackers get the undivided values.
+        _, replicas = replica_context()
+        self.ce_loss_tracker.update_state(ce * replicas)
         self.drloc_loss_tracker.update_state(drloc)
         self.lambda_tracker.update_state(lam)
-        return ce + lam * drloc
+        return ce + lam * drloc / replicas
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         training = isinstance(y_pred, dict)
         logits = y_pred["logits"] if training else y_pred
         logs = super().compute_metrics(x, y, logits, sample_weight)
         if not training:
-            for tracker in (self.ce_loss_tracker, self.drloc_loss_tracker, self.lambda_tracker):
+            for tracker in self._drloc_trackers():
                 logs.pop(tracker.name, None)
         return logs
+
+    def get_metrics_result(self):
+        results = super().get_metrics_result()
+        # During `evaluate` the DRLoc trackers are idle and not logged. Leaving them out
+        # here too keeps the names equal to the test step's logs, so that Keras reports
+        # the metrics' accumulated state: exact over a distributed evaluation, where the
+        # last step's logs would be an average over the replicas' partial results.
+        if self._evaluating:
+            for tracker in self._drloc_trackers():
+                results.pop(tracker.name, None)
+        return results
+
+    def _drloc_trackers(self):
+        return self.ce_loss_tracker, self.drloc_loss_tracker, self.lambda_tracker
 
     # --- fit / evaluate ---------------------------------------------------------------
 
@@ -342,7 +373,11 @@ class DRLocModel(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y)
-        return super().evaluate(x, y, *args, **kwargs)
+        before, self._evaluating = self._evaluating, True
+        try:
+            return super().evaluate(x, y, *args, **kwargs)
+        finally:
+            self._evaluating = before
 
     def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         """Like `keras.Model.compile`; the default loss is sparse categorical

@@ -72,6 +72,7 @@ def make_dataset(
     mixup=0.0,
     cutmix=0.0,
     seed=0,
+    pad_last_batch=False,
 ):
     """A `tf.data` pipeline of `(images float32 in [0, 255], one-hot labels)` batches.
 
@@ -79,20 +80,36 @@ def make_dataset(
     mixed per batch (MixUp with `alpha=mixup` or CutMix with `factor=cutmix`, one of the
     two chosen at random per batch when both are on, as in the authors' timm recipe).
     Keras preprocessing layers run inside `tf.data` on every Keras backend.
+
+    `pad_last_batch=True` (evaluation only) makes every batch full, as data-parallel
+    evaluation needs (each device an equal share): the last batch is filled up with
+    copies of the first images, and the batches carry a third element, sample weights:
+    0 for the copies and `padded size / len(x)` for the real images. Weighted metrics
+    (accuracy, top-k) and the mean loss over the padded set then equal those over `x`.
     """
     import tensorflow as tf
 
+    if pad_last_batch and training:
+        raise ValueError("`pad_last_batch` is for evaluation; training batches drop the remainder")
     ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if pad_last_batch:
+        if len(x) == 0:
+            raise ValueError("`pad_last_batch` needs at least one example; found an empty `x`")
+        padded = -(-len(x) // batch_size) * batch_size
+        weight = tf.constant(padded / len(x), "float32")
+        real = ds.map(lambda image, label: (image, label, weight))
+        filler = ds.repeat().take(padded - len(x)).map(lambda image, label: (image, label, tf.constant(0.0)))
+        ds = real.concatenate(filler)
     if training:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
 
-    def prepare(image, label):
+    def prepare(image, label, *weight):
         image = tf.cast(image, "float32")
         if image.shape[-1] == 1:
             image = tf.image.grayscale_to_rgb(image)
         if image_size is not None and tuple(image.shape[:2]) != (image_size, image_size):
             image = tf.image.resize(image, (image_size, image_size))
-        return image, tf.one_hot(tf.cast(label, "int32"), num_classes)
+        return (image, tf.one_hot(tf.cast(label, "int32"), num_classes), *weight)
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training)

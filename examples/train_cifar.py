@@ -6,6 +6,11 @@
 The program reads top to bottom: parse the flags, load the data, build the model, fit,
 report. Everything lands in `--output`: history.csv, TensorBoard logs, metrics.json,
 curves.png, config.json and a checkpoint per epoch (last.keras, best.keras).
+
+`--distribute` trains data parallel over every device (JAX `DataParallel`, TensorFlow
+`MirroredStrategy`) and, with `KERAS_DISTRIBUTION_*` (JAX) or `TF_CONFIG` (TensorFlow,
+`MultiWorkerMirroredStrategy`) set, over several processes or hosts; docs/scaling.md
+shows the launch commands.
 """
 
 import argparse
@@ -13,8 +18,10 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import keras
@@ -22,8 +29,12 @@ import keras
 from drloc_keras import DRLocModel, backbones, data, training
 
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-# Flags that may change between a run and its resumption.
-RESUMABLE = ("resume", "eval_only", "output", "data_dir")
+# Flags that may change between a run and its resumption (the global batch, not the
+# number of devices, fixes the optimisation, so a run may resume with or without --distribute).
+RESUMABLE = ("resume", "eval_only", "output", "data_dir", "distribute")
+# The environment variables that ask for a run over several processes.
+JAX_PROCESS_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                         "KERAS_DISTRIBUTION_PROCESS_ID")
 
 
 def parse_args(argv=None):
@@ -58,7 +69,9 @@ def parse_args(argv=None):
                    help="class-balanced, seeded fraction of the training set (small-data regime)")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=100, help="training epochs")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size")
+    g.add_argument("--batch-size", type=int, default=128,
+                   help="global batch size: with --distribute it is split evenly over all devices "
+                        "of all processes, so it must be a multiple of their number")
     g.add_argument("--lr", type=float, default=5e-4,
                    help="base learning rate for batch 512; scaled by batch-size / 512")
     g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
@@ -77,7 +90,12 @@ def parse_args(argv=None):
     g.add_argument("--mixed-precision", default="none", choices=list(MIXED_PRECISION),
                    help="bf16 or fp16 compute; DRLoc and the loss stay float32")
     g.add_argument("--distribute", action="store_true",
-                   help="data parallel over all local devices (JAX DataParallel, TF MirroredStrategy)")
+                   help="data parallel over all devices: JAX keras.distribution.DataParallel, TensorFlow "
+                        "MirroredStrategy (not PyTorch). Several processes or hosts: set "
+                        "KERAS_DISTRIBUTION_JOB_ADDRESSES (the coordinator's host:port), "
+                        "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID for JAX, "
+                        "or TF_CONFIG for TensorFlow (MultiWorkerMirroredStrategy) in each process; "
+                        "process 0 (the chief) writes --output. See docs/scaling.md")
     g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras fit verbosity")
     args = p.parse_args(argv)
 
@@ -132,9 +150,30 @@ def main(argv=None):
     # background may have left SIGINT ignored, so both handlers are set here.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    # The distribution comes first: JAX's multi-process runtime and TensorFlow's collective
+    # ops must be set up before either framework computes anything.
+    dist = setup_distribution(args)
+    # Only the chief (process 0) writes the run folder. The other processes write the same
+    # files into a temporary folder that they delete at exit: they take part in every step,
+    # saving included (MultiWorkerMirroredStrategy expects every worker to), but what they
+    # write is thrown away.
+    if dist.chief:
+        save_dir = args.output
+        os.makedirs(save_dir, exist_ok=True)
+    else:
+        save_dir = tempfile.mkdtemp(prefix=f"drloc-process{dist.process_index}-")
+    try:
+        return train(args, dist, save_dir)
+    finally:
+        dist.close()
+        if not dist.chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
+
+
+def train(args, dist, save_dir):
+    """The run itself: reads `args.output` (resume, evaluate) and writes `save_dir`."""
     config = dict(vars(args))
     out = args.output
-    os.makedirs(out, exist_ok=True)
     config_path = os.path.join(out, "config.json")
     state = training.read_state(out)
 
@@ -155,12 +194,11 @@ def main(argv=None):
         fail(f"{out} already holds a run ({state['epochs_done']} epochs done). "
              f"Pass --resume to continue it, or another --output.")
     else:
-        training.atomic_write_text(config_path, json.dumps(config, indent=2))
+        training.atomic_write_text(os.path.join(save_dir, "config.json"), json.dumps(config, indent=2))
 
     keras.utils.set_random_seed(args.seed)
     if MIXED_PRECISION[args.mixed_precision]:
         keras.config.set_dtype_policy(MIXED_PRECISION[args.mixed_precision])
-    scope = distribution_scope(args.distribute)
 
     # --- Data ----------------------------------------------------------------------------
     try:
@@ -185,34 +223,40 @@ def main(argv=None):
         x_train, y_train, num_classes, args.batch_size, training=True, image_size=args.image_size,
         augment=augment, mixup=args.mixup, cutmix=args.cutmix, seed=args.seed,
     )
+    # Data-parallel evaluation needs full batches (an equal share per device): the last one
+    # is padded with copies that weigh 0, and the metrics stay those of the real test set.
     val_ds = training.make_dataset(
-        x_test, y_test, num_classes, args.batch_size, training=False, image_size=args.image_size
+        x_test, y_test, num_classes, args.batch_size, training=False, image_size=args.image_size,
+        pad_last_batch=dist.replicas > 1,
     )
     steps_per_epoch = len(x_train) // args.batch_size
     if steps_per_epoch < 1:
         fail(f"--batch-size {args.batch_size} is larger than the training set ({len(x_train)} images)")
+    train_ds = dist.prepare_dataset(train_ds, steps_per_epoch)
+    val_ds = dist.prepare_dataset(val_ds, -(-len(x_test) // args.batch_size))
 
     # --- Model ---------------------------------------------------------------------------
     top5 = keras.metrics.TopKCategoricalAccuracy(min(5, num_classes), name="top5")
     last_path, best_path = os.path.join(out, "last.keras"), os.path.join(out, "best.keras")
     initial_epoch = 0
-    with scope:
+    with dist.scope:
         if args.eval_only:
             path = best_path if os.path.exists(best_path) else last_path
             if not os.path.exists(path):
                 fail(f"{out} holds no saved model (best.keras or last.keras)")
             model = keras.saving.load_model(path)
             model.compile(optimizer=model.optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                          metrics=["accuracy", top5])
+                          metrics=[], weighted_metrics=["accuracy", top5])
+            dist.prepare_model(model)
             results = model.evaluate(val_ds, verbose=args.verbose, return_dict=True)
             report = {"model": path, **{k: float(v) for k, v in results.items()}}
-            training.atomic_write_text(os.path.join(out, "eval.json"), json.dumps(report, indent=2))
+            training.atomic_write_text(os.path.join(save_dir, "eval.json"), json.dumps(report, indent=2))
             print(json.dumps(report, indent=2))
             return report
         if args.resume and state is not None:
             model = keras.saving.load_model(last_path)
             initial_epoch = state["epochs_done"]
-            training.truncate_history(os.path.join(out, "history.csv"), initial_epoch)
+            training.truncate_history(os.path.join(save_dir, "history.csv"), initial_epoch)
             print(f"resuming {out} after epoch {initial_epoch} of {args.epochs}")
         else:
             backbone = backbones.get(
@@ -232,8 +276,11 @@ def main(argv=None):
             model.compile(
                 optimizer=optimizer,
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
-                metrics=["accuracy", top5],
+                # Weighted, so that the zero-weight padding of a distributed evaluation
+                # does not count (without sample weights they equal the plain metrics).
+                metrics=[], weighted_metrics=["accuracy", top5],
             )
+    dist.prepare_model(model)
     params = int(sum(math.prod(v.shape) for v in model.backbone.trainable_variables))
     print(f"{args.backbone}: {params / 1e6:.2f}M parameters; DRLoc lambda {args.lam:g} "
           f"({args.lam_schedule}), mode {args.mode}, {args.sample_size} pairs per image")
@@ -241,13 +288,13 @@ def main(argv=None):
     # --- Fit -----------------------------------------------------------------------------
     if initial_epoch >= args.epochs:
         print(f"{out} already finished its {args.epochs} epochs")
-    checkpoint = training.EpochCheckpoint(out, initial_best=(state or {}).get("best", -math.inf))
+    checkpoint = training.EpochCheckpoint(save_dir, initial_best=(state or {}).get("best", -math.inf))
     timer = EpochTimer()
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
+        keras.callbacks.CSVLogger(os.path.join(save_dir, "history.csv"), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(os.path.join(save_dir, "tensorboard")),
         timer,
     ]
     interrupted = False
@@ -256,55 +303,273 @@ def main(argv=None):
                   callbacks=callbacks, verbose=args.verbose, shuffle=False)
     except KeyboardInterrupt:
         interrupted = True
-        training.atomic_save_model(model, os.path.join(out, "interrupted.keras"))
+        training.atomic_save_model(model, os.path.join(save_dir, "interrupted.keras"))
         print(f"\ninterrupted: the weights of the unfinished epoch are in {out}/interrupted.keras; "
               f"--resume continues from the last finished epoch ({out}/last.keras)", file=sys.stderr)
     if checkpoint.nan_seen:
-        done = (training.read_state(out) or {}).get("epochs_done", 0)
+        done = (training.read_state(save_dir) or {}).get("epochs_done", 0)
         fail(f"the loss became NaN or infinite; stopped. The last good checkpoint ({done} epochs) is "
              f"{last_path}. Try a lower --lr or --lam.", code=3)
 
     # --- Report --------------------------------------------------------------------------
-    history_csv = os.path.join(out, "history.csv")
+    history_csv = os.path.join(save_dir, "history.csv")
     rows = training.read_history(history_csv)
     report = {
         "final_top1": rows[-1].get("val_accuracy") if rows else None,
         "final_top5": rows[-1].get("val_top5") if rows else None,
         "best_top1": max((r["val_accuracy"] for r in rows if "val_accuracy" in r), default=None),
         "best_top5": max((r["val_top5"] for r in rows if "val_top5" in r), default=None),
+        "final_loss": rows[-1].get("loss") if rows else None,
+        "final_val_loss": rows[-1].get("val_loss") if rows else None,
         "epochs": len(rows),
         "parameters": params,
         "seconds_per_epoch": (sum(timer.seconds) / len(timer.seconds)) if timer.seconds else None,
         "interrupted": interrupted,
+        "replicas": dist.replicas,
+        "processes": dist.processes,
         "config": config,
     }
-    training.atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(report, indent=2))
+    training.atomic_write_text(os.path.join(save_dir, "metrics.json"), json.dumps(report, indent=2))
     try:
-        training.plot_curves(history_csv, os.path.join(out, "curves.png"))
+        training.plot_curves(history_csv, os.path.join(save_dir, "curves.png"))
     except ImportError:
         print("matplotlib is not installed: no curves.png", file=sys.stderr)
     def percent(value):
         return "n/a" if value is None else f"{100 * value:.2f}%"
 
+    where = out if dist.chief else f"{out} of the chief (process {dist.process_index} discards its copy)"
     print(f"done: {report['epochs']} epochs, final top-1 {percent(report['final_top1'])}, "
-          f"best top-1 {percent(report['best_top1'])}; results in {out}")
+          f"best top-1 {percent(report['best_top1'])}; results in {where}")
     if interrupted:
         sys.exit(130)
     return report
 
 
-def distribution_scope(enabled):
-    if not enabled:
-        return contextlib.nullcontext()
-    backend = keras.backend.backend()
-    if backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        return contextlib.nullcontext()
-    if backend == "tensorflow":
+# --- Distribution ------------------------------------------------------------------------
+
+
+class Distribution:
+    """How a run is spread over devices and processes.
+
+    `scope` is entered to build the model. `replicas` counts the devices of all processes:
+    each takes `--batch-size / replicas` images of a step. `devices` are this process's.
+    The chief (process 0) is the one process that writes the run folder.
+    """
+
+    def __init__(self, kind="one device", scope=None, replicas=1, devices=(), processes=1,
+                 process_index=0, batch_size=None, on_close=None):
+        self.kind = kind
+        self.scope = scope if scope is not None else contextlib.nullcontext()
+        self.replicas = replicas
+        self.devices = list(devices)
+        self.processes = processes
+        self.process_index = process_index
+        self.chief = process_index == 0
+        self.batch_size = batch_size
+        self._on_close = on_close
+
+    def prepare_dataset(self, ds, batches):
+        """This process's part of a dataset of `batches` global batches."""
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy().scope()
-    fail("--distribute needs KERAS_BACKEND=jax or tensorflow")
+        if self.kind == MULTI_WORKER:
+            # Every worker builds the same pipeline and keeps its replicas' shares of each
+            # global batch (tf.distribute splits the batches; DATA says so explicitly).
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            ds = ds.with_options(options)
+        elif self.kind == JAX_DATA_PARALLEL and self.processes > 1:
+            # Process p takes the p-th slice of every global batch; JAX assembles the global
+            # batch from the processes' slices in process order. (Keras would shard the same
+            # way, but its sharded dataset has an unknown length: fit would warn that the data
+            # "ran out" at the end of the first epoch.)
+            ds = ds.rebatch(self.batch_size // self.processes).shard(self.processes, self.process_index)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        return ds
+
+    def prepare_model(self, model):
+        if self.kind == MULTI_WORKER:
+            _work_around_keras_multi_worker_bugs(model)
+        return model
+
+    def close(self):
+        if self._on_close is not None:
+            self._on_close()
+
+
+JAX_DATA_PARALLEL = "JAX DataParallel"
+MIRRORED = "TensorFlow MirroredStrategy"
+MULTI_WORKER = "TensorFlow MultiWorkerMirroredStrategy"
+
+
+def _int_variable(name, minimum, maximum=None):
+    value = os.environ[name]
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        fail(f"{name} must be an integer >= {minimum}{upper}; found {value!r}")
+    return number
+
+
+def _tf_config_tasks():
+    """The number of tasks (chief and workers) that TF_CONFIG describes, 0 if it is unset."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return 0
+    try:
+        cluster = json.loads(text).get("cluster", {})
+        return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+    except (ValueError, AttributeError, TypeError) as e:
+        fail(f"TF_CONFIG is not the JSON of a cluster ({e}); found {text[:200]!r}. See docs/scaling.md")
+
+
+def setup_distribution(args):
+    """The `Distribution` that `--distribute` and the environment ask for; prints the devices."""
+    backend = keras.backend.backend()
+    jax_variables = [name for name in JAX_PROCESS_VARIABLES if os.environ.get(name)]
+    tf_tasks = _tf_config_tasks()
+    if not args.distribute:
+        if jax_variables or tf_tasks > 1:
+            asked = ", ".join(jax_variables) if jax_variables else f"TF_CONFIG ({tf_tasks} tasks)"
+            fail(f"{asked} asks for a run over several processes, but --distribute is not given: "
+                 f"every process would train alone and write the same --output. Add --distribute, "
+                 f"or unset the variable.")
+        return Distribution()
+    if backend == "jax":
+        if tf_tasks > 1 and not jax_variables:
+            fail("TF_CONFIG describes a cluster, but the JAX backend reads KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                 "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID (see docs/scaling.md)")
+        dist = _setup_jax(args, jax_variables)
+    elif backend == "tensorflow":
+        if jax_variables and tf_tasks <= 1:
+            fail(f"{', '.join(jax_variables)} describe a JAX cluster; the TensorFlow backend reads TF_CONFIG "
+                 f"(MultiWorkerMirroredStrategy, see docs/scaling.md)")
+        dist = _setup_tensorflow(args, tf_tasks)
+    else:
+        fail(f"--distribute needs KERAS_BACKEND=jax or tensorflow; found KERAS_BACKEND={backend}, "
+             f"which trains on one device (drop --distribute)")
+    role = "the chief: writes --output" if dist.chief else "writes a temporary folder it deletes at exit"
+    print(f"--distribute: {dist.kind}, {dist.replicas} devices in {dist.processes} process(es); "
+          f"process {dist.process_index} ({role}) drives {', '.join(dist.devices)}; "
+          f"global batch {args.batch_size}, {args.batch_size // dist.replicas} images per device")
+    return dist
+
+
+def _check_batch_size(batch_size, replicas):
+    if batch_size % replicas:
+        larger = -(-batch_size // replicas) * replicas
+        fail(f"--batch-size {batch_size} is not a multiple of the number of devices ({replicas}): with "
+             f"--distribute each device takes an equal share of the global batch. Use --batch-size "
+             f"{larger}, for instance")
+
+
+def _setup_jax(args, jax_variables):
+    import jax
+
+    if jax_variables:
+        if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES"):
+            count = _int_variable("KERAS_DISTRIBUTION_NUM_PROCESSES", 1)
+            if os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID"):
+                _int_variable("KERAS_DISTRIBUTION_PROCESS_ID", 0, count - 1)
+        # A seed set before `initialize` spares it agreeing on one across the processes.
+        keras.utils.set_random_seed(args.seed)
+        try:
+            keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
+        except Exception as e:  # the coordinator unreachable, a wrong address, ...
+            fail(f"keras.distribution.initialize() failed: {type(e).__name__}: {e}\n"
+                 f"Check KERAS_DISTRIBUTION_JOB_ADDRESSES (the coordinator's host:port, the same in every "
+                 f"process), KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID (0 .. N-1).")
+    devices = keras.distribution.list_devices()  # the devices of every process
+    _check_batch_size(args.batch_size, len(devices))
+    previous = keras.distribution.distribution()
+    # Several processes: `prepare_dataset` gives each process its slice of the global batch.
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    )
+    return Distribution(
+        JAX_DATA_PARALLEL, replicas=len(devices), processes=jax.process_count(),
+        devices=[f"{d.platform}:{d.id}" for d in jax.local_devices()], process_index=jax.process_index(),
+        batch_size=args.batch_size,
+        # The distribution is process-wide state: restore it for a caller that goes on.
+        on_close=lambda: keras.distribution.set_distribution(previous),
+    )
+
+
+def _setup_tensorflow(args, tf_tasks):
+    import tensorflow as tf
+
+    if tf_tasks > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = strategy.cluster_resolver
+        if resolver.task_type not in ("chief", "worker"):
+            fail(f"TF_CONFIG's task type must be 'chief' or 'worker' for MultiWorkerMirroredStrategy; "
+                 f"found {resolver.task_type!r}")
+        has_chief = "chief" in resolver.cluster_spec().as_dict()
+        index = 0 if resolver.task_type == "chief" else resolver.task_id + int(has_chief)
+        kind, processes = MULTI_WORKER, tf_tasks
+    else:
+        strategy = tf.distribute.MirroredStrategy()
+        kind, processes, index = MIRRORED, 1, 0
+    _check_batch_size(args.batch_size, strategy.num_replicas_in_sync)
+    return Distribution(
+        kind, scope=strategy.scope(), replicas=strategy.num_replicas_in_sync, processes=processes,
+        devices=list(strategy.extended.worker_devices), process_index=index, batch_size=args.batch_size,
+    )
+
+
+def _work_around_keras_multi_worker_bugs(model):
+    """Two fixes that Keras 3's TensorFlow trainer needs under MultiWorkerMirroredStrategy.
+
+    Keras 3 (up to 3.15 at least; keras-team/keras#20585) fails in `fit` under
+    MultiWorkerMirroredStrategy in two places, both in `keras/src/backend/tensorflow/trainer.py`:
+
+    1. `_maybe_symbolic_build` reduces the whole first data batch, a tuple of `PerReplica`,
+       with one `strategy.reduce` call, which MultiWorkerMirroredStrategy cannot do:
+       "ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type
+       (<class '...PerReplica'>) to a Tensor." It only needs the shapes of a replica's
+       batch, so the replacement takes this worker's first replica's batch.
+    2. `reduce_per_replica` reduces each step's (scalar) logs with
+       `strategy.reduce("MEAN", v, axis=0)`: "ValueError: Invalid reduction dimension 0 for
+       input with 0 dimensions". The replacement averages over the replicas (`axis=None`),
+       as Keras does for MirroredStrategy.
+
+    Both replacements are installed only in a MultiWorkerMirroredStrategy run.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    missing = [name for name in ("reduce_per_replica", "_collective_all_reduce_multi_worker")
+               if not hasattr(tf_trainer, name)]
+    if missing or not hasattr(model, "_maybe_symbolic_build") or not hasattr(model, "_symbolic_build"):
+        fail(f"this Keras ({keras.__version__}) changed the internals that the MultiWorkerMirroredStrategy "
+             f"work-around replaces ({', '.join(missing) or '_maybe_symbolic_build'}); see docs/scaling.md")
+    import tensorflow as tf
+
+    if not getattr(tf_trainer.reduce_per_replica, "drloc_work_around", False):
+        original = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+                return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica.drloc_work_around = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        strategy = model.distribute_strategy
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(batches)
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
 
 
 if __name__ == "__main__":

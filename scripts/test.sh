@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command. The NumPy reference, the data loaders and the training
-# program run once (the training program under the default TensorFlow backend); the
+# The project's test command. The NumPy reference, the data loaders, the training
+# program (under the default TensorFlow backend) and the data-parallel tests run once; the
 # Keras layers, models and backbones run under each of TensorFlow, JAX and PyTorch, with
 # a one-epoch run of the training program on each. Any failure, including a run that
 # collects no test (pytest exit 5), stops it with a non-zero exit. Extra arguments go to
@@ -12,7 +12,12 @@ echo "=== drloc_ref (NumPy) ==="
 python -m pytest tests/ref "$@"
 
 echo "=== data loaders and the training program, KERAS_BACKEND=tensorflow ==="
-KERAS_BACKEND=tensorflow python -m pytest tests/data tests/examples "$@"
+KERAS_BACKEND=tensorflow python -m pytest tests/data tests/examples --durations=10 "$@"
+
+# Once: each test starts subprocesses that fake several CPU devices (JAX and TensorFlow)
+# or several processes on 127.0.0.1, and set their backend themselves.
+echo "=== data-parallel and multi-process training (tests/distribute) ==="
+KERAS_BACKEND=tensorflow python -m pytest tests/distribute "$@"
 
 for backend in ${DRLOC_TEST_BACKENDS:-tensorflow jax torch}; do
     echo "=== drloc_keras and backbones, KERAS_BACKEND=${backend} ==="
