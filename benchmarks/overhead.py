@@ -73,7 +73,10 @@ def child(args):
     for _ in range(args.warmup + 2):
         common.step(model, batch)
     peak, what = common.peak_memory_bytes()
-    print(common.json.dumps({"peak_bytes": peak, "what": what}))
+    result = {"peak_bytes": peak, "what": what}
+    if common.keras.backend.backend() == "jax":
+        result["compiled_step_bytes"] = common.compiled_step_bytes(model, batch)
+    print(common.json.dumps(result))
 
 
 def memory_args(args, name, variant):
@@ -82,10 +85,15 @@ def memory_args(args, name, variant):
 
 
 def memory_row(peaks):
-    return {
+    row = {
         "with_bytes": peaks["with"]["peak_bytes"], "without_bytes": peaks["without"]["peak_bytes"],
         "ratio": peaks["with"]["peak_bytes"] / peaks["without"]["peak_bytes"], "what": peaks["with"]["what"],
     }
+    if "compiled_step_bytes" in peaks["with"]:
+        row["compiled_with_bytes"] = peaks["with"]["compiled_step_bytes"]
+        row["compiled_without_bytes"] = peaks["without"]["compiled_step_bytes"]
+        row["compiled_ratio"] = row["compiled_with_bytes"] / row["compiled_without_bytes"]
+    return row
 
 
 def memory_only(args, info):
@@ -102,8 +110,11 @@ def memory_only(args, info):
         memory = memory_row({v: peaks[(name, v)] for v in ("with", "without")})
         rows.append({"backbone": name, "image_size": backbones.SIZES[name][2], "batch_size": args.batch_size,
                      "sample_size": args.sample_size, "precision": args.precision, "memory": memory})
+        compiled = (f"; compiled step {memory['compiled_with_bytes'] / 2**20:.1f} / "
+                    f"{memory['compiled_without_bytes'] / 2**20:.1f} MiB, ratio {memory['compiled_ratio']:.3f}"
+                    if "compiled_ratio" in memory else "")
         print(f"{name}: peak {memory['with_bytes'] / 2**30:.2f} GiB with DRLoc, "
-              f"{memory['without_bytes'] / 2**30:.2f} GiB without, ratio {memory['ratio']:.3f}", flush=True)
+              f"{memory['without_bytes'] / 2**30:.2f} GiB without, ratio {memory['ratio']:.3f}{compiled}", flush=True)
     common.write_json(args.output, {"machine": info, "rows": rows})
     return rows
 

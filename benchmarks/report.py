@@ -36,12 +36,17 @@ def overhead(folder):
             lines += [f"Peak memory: {where(extra['machine'])}", ""]
         peaks = {r["backbone"]: r["memory"] for r in (extra or {}).get("rows", [])}
         lines += ["| backbone | input | batch | lambda | step with DRLoc (ms) | without (ms) | ratio, median (IQR) "
-                  "| peak memory with / without | memory ratio |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| peak memory with / without | memory ratio | XLA step memory with / without | ratio |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in result["rows"]:
             mem = r.get("memory") or peaks.get(r["backbone"])
             mem_cells = (f"{mem['with_bytes'] / 2**30:.2f} / {mem['without_bytes'] / 2**30:.2f} GiB | {mem['ratio']:.3f}"
                          if mem else "- | -")
+            if mem and "compiled_ratio" in mem:
+                mem_cells += (f" | {mem['compiled_with_bytes'] / 2**20:.0f} / {mem['compiled_without_bytes'] / 2**20:.0f} MiB"
+                              f" | {mem['compiled_ratio']:.3f}")
+            else:
+                mem_cells += " | - | -"
             ratio = r["ratio"]
             lines.append(f"| {r['backbone']} | {r['image_size']} | {r['batch_size']} | {r['lam']} | "
                          f"{r['with']['median_s'] * 1e3:.1f} | {r['without']['median_s'] * 1e3:.1f} | "

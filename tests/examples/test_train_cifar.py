@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,8 +63,23 @@ def test_lambda_zero_trains_without_drloc(tmp_path):
     assert "drloc_loss" not in row and float(row["loss"]) > 0
 
 
-def test_eval_only_reads_the_saved_model(tmp_path, capsys):
-    train_cifar.main(tiny_argv(tmp_path))
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished tiny run (1 epoch), trained once for the tests that only read or refuse it."""
+    output = tmp_path_factory.mktemp("finished_run")
+    train_cifar.main(tiny_argv(output))
+    return output
+
+
+@pytest.fixture
+def copy_of_finished_run(finished_run, tmp_path):
+    output = tmp_path / "run"
+    shutil.copytree(finished_run, output)
+    return output
+
+
+def test_eval_only_reads_the_saved_model(copy_of_finished_run, capsys):
+    tmp_path = copy_of_finished_run
     report = train_cifar.main(tiny_argv(tmp_path, extra=["--eval-only"]))
     assert set(report) >= {"accuracy", "loss", "top5", "model"}
     assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
@@ -78,8 +94,8 @@ def test_resume_finishes_the_remaining_epochs(tmp_path):
     assert [int(r["epoch"]) for r in history(tmp_path)] == [0, 1]
 
 
-def test_resume_with_a_different_configuration_is_refused(tmp_path, capsys):
-    train_cifar.main(tiny_argv(tmp_path))
+def test_resume_with_a_different_configuration_is_refused(copy_of_finished_run, capsys):
+    tmp_path = copy_of_finished_run
     with pytest.raises(SystemExit) as exit_info:
         train_cifar.main(tiny_argv(tmp_path, extra=["--resume", "--lam", "0.7", "--mode", "ce"]))
     assert exit_info.value.code == 2
@@ -87,8 +103,8 @@ def test_resume_with_a_different_configuration_is_refused(tmp_path, capsys):
     assert "--lam: saved 0.1, now 0.7" in err and "--mode: saved 'l1', now 'ce'" in err
 
 
-def test_a_second_run_in_the_same_folder_is_refused(tmp_path, capsys):
-    train_cifar.main(tiny_argv(tmp_path))
+def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run, capsys):
+    tmp_path = copy_of_finished_run
     with pytest.raises(SystemExit):
         train_cifar.main(tiny_argv(tmp_path))
     assert "Pass --resume" in capsys.readouterr().err
