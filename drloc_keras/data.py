@@ -17,6 +17,8 @@ images `uint8 [N, H, W, C]` (channels last, whatever the Keras image data format
   layout of Flowers102, DomainNet and ImageNet-100 (needs Pillow and `image_size`).
 - `synthetic`: generated from a seed, no files: the class is where a disc lies relative to a
   square, the textures, colours, sizes and positions are random.
+  Mirroring an image changes its class (left and right swap), so the training program does
+  not flip it (`FLIP_CHANGES_CLASS`).
 
 Missing files raise `DatasetUnavailableError` (a `FileNotFoundError`) saying what to put
 where; unreadable files raise `DatasetFormatError` (a `ValueError`) naming the file. No
@@ -64,6 +66,9 @@ FASHION_MNIST_FILES = (
     "t10k-labels-idx1-ubyte.gz",
 )
 SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+
+# Datasets whose class a horizontal mirror image changes: no random flips for them.
+FLIP_CHANGES_CLASS = frozenset({"synthetic"})
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -427,13 +432,15 @@ def _read_image(path, size):
 def load_synthetic(
     data_dir=None, image_size=None, num_classes=4, train_size=2000, test_size=500, seed=0
 ):
-    """Images of a textured square and a textured disc; the class is the direction of the
-    disc seen from the square, in `num_classes` equal sectors (class 0 to the right, then
-    clockwise, since image rows grow downwards).
+    """Images of a dark textured square and a light textured disc on a mid-grey textured
+    background; the class is the direction of the disc seen from the square, in
+    `num_classes` equal sectors (class 0 to the right, then clockwise, since image rows grow
+    downwards).
 
-    Everything else is random: the background and shape colours and stripe textures, the
-    sizes, the distance and the positions. So only the relative arrangement of the two
-    shapes tells the class, the kind of cue DRLoc trains a transformer to see. Deterministic
+    Everything else is random: the colours within those three brightness bands, the stripe
+    textures, the sizes, the gap between the shapes (at most an eighth of the image) and
+    the positions. So only the relative arrangement of the two shapes tells the class, the
+    kind of cue DRLoc trains a transformer to see. Deterministic
     for a `seed`; the test set does not change with `train_size`. `image_size` defaults to 32
     and must be at least 16.
     """
@@ -475,11 +482,13 @@ def _draw_scenes(labels, num_classes, size, rng):
     half_square = rng.uniform(side / 10, side / 6.4, n)  # half the side of the square
     radius = rng.uniform(side / 10, side / 6.4, n)  # of the disc
     # The disc's direction keeps 15% of the sector clear on either side, and the disc keeps
-    # clear of the square's corners; both shapes stay whole inside the image.
+    # clear of the square's corners; both shapes stay whole inside the image. The gap between
+    # them is at most an eighth of the image, so the pair can lie anywhere: where either shape
+    # lies alone says little about the class (far-apart shapes would sit at opposite edges).
     sector = 2 * np.pi / num_classes
     angle = sector * (labels + rng.uniform(-0.35, 0.35, n))
     near = np.sqrt(2) * half_square + radius + 2
-    far = side - 1 - half_square - radius
+    far = np.minimum(side - 1 - half_square - radius, near + side / 8)
     distance = rng.uniform(near, far)
     offset = np.stack([distance * np.sin(angle), distance * np.cos(angle)], axis=1)
     extent = np.stack([half_square, radius], axis=1)[:, :, None]  # [N, shape, 1]
@@ -498,11 +507,11 @@ def _draw_scenes(labels, num_classes, size, rng):
     in_square = (np.abs(rows - square_row) <= half) & (np.abs(cols - square_col) <= half)
     in_disc = (rows - disc_row) ** 2 + (cols - disc_col) ** 2 <= radius[:, None, None] ** 2
 
-    # Dark background and light shapes, or the other way round, so the shapes always show.
-    light_shapes = rng.uniform(size=n) < 0.5
-    background = _texture(rng, n, size, np.where(light_shapes, 10, 175))
-    square_texture = _texture(rng, n, size, np.where(light_shapes, 165, 0))
-    disc_texture = _texture(rng, n, size, np.where(light_shapes, 165, 0))
+    # A mid-grey background, a dark square and a light disc: each shape is easy to tell from
+    # the other in any patch of it, so what remains to learn is where one lies from the other.
+    background = _texture(rng, n, size, np.full(n, 80))
+    square_texture = _texture(rng, n, size, np.full(n, -20))
+    disc_texture = _texture(rng, n, size, np.full(n, 195))
     images = np.where(in_square[..., None], square_texture, background)
     images = np.where(in_disc[..., None], disc_texture, images)
     return np.clip(np.rint(images), 0, 255).astype(np.uint8), centres

@@ -77,6 +77,9 @@ def parse_args(argv=None):
     g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--warmup-epochs", type=int, default=5, help="linear learning-rate warm-up")
     g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips (default: on, except for datasets whose class a "
+                        f"mirror image changes: {', '.join(sorted(data.FLIP_CHANGES_CLASS))})")
     g.add_argument("--randaugment", action=argparse.BooleanOptionalAction, default=True,
                    help="RandAugment (2 ops)")
     g.add_argument("--mixup", type=float, default=0.8, help="MixUp alpha; 0 turns it off")
@@ -116,6 +119,8 @@ def parse_args(argv=None):
         p.error("--resume and --eval-only exclude each other")
     if args.lam is None:
         args.lam = backbones.default_lambda(args.backbone)
+    if args.flip is None:
+        args.flip = args.dataset not in data.FLIP_CHANGES_CLASS
     if args.output is None:
         args.output = os.path.join("runs", f"{args.dataset}-{args.backbone}-lam{args.lam:g}")
     return args
@@ -183,6 +188,7 @@ def train(args, dist, save_dir):
             fail(f"{out} holds no run to {'resume' if args.resume else 'evaluate'} (no config.json)")
         with open(config_path) as f:
             saved = json.load(f)
+        saved.setdefault("flip", True)  # runs saved before --flip existed always flipped
         diff = training.config_difference(saved, config, ignore=RESUMABLE)
         if diff and args.resume:
             lines = "\n".join(f"  --{k.replace('_', '-')}: saved {a!r}, now {b!r}" for k, a, b in diff)
@@ -218,7 +224,8 @@ def train(args, dist, save_dir):
         x_train, y_train = data.class_balanced_subset(x_train, y_train, args.train_fraction, seed=args.seed)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"{num_classes} classes, trained at {args.image_size}x{args.image_size}")
-    augment = training.augmenter(args.image_size, args.randaugment, args.random_erasing, seed=args.seed)
+    augment = training.augmenter(args.image_size, args.randaugment, args.random_erasing, flip=args.flip,
+                                 seed=args.seed)
     train_ds = training.make_dataset(
         x_train, y_train, num_classes, args.batch_size, training=True, image_size=args.image_size,
         augment=augment, mixup=args.mixup, cutmix=args.cutmix, seed=args.seed,

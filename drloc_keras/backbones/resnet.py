@@ -16,6 +16,10 @@ Two stems:
   CIFAR code), so the last stage is the input divided by 8: 32 -> 4x4. It is built from the
   application's layers with `keras.models.clone_model`, so the blocks are the same code.
 
+`width_multiplier` (default 1.0) scales the filters of every convolution, the same way by
+`clone_model`: `resnet50_32(width_multiplier=0.125)` is the reduced-width CNN of the quick
+small-data study (examples/small_data_study.py).
+
 Example:
 >>> model = resnet50_32(num_classes=10)
 >>> [f.shape for f in model.output["feature_maps"]]
@@ -71,19 +75,29 @@ def _image_shape(image_size, stem):
     return size
 
 
-def _cifar_trunk(height, width):
-    """The application's ResNet-50 with a 3x3 stride-1 stem convolution and no max pooling."""
+def scaled_filters(filters, width_multiplier):
+    """A convolution's filters times `width_multiplier`, rounded, at least 1."""
+    return max(1, int(round(filters * width_multiplier)))
+
+
+def _cloned_trunk(height, width, stem="cifar", width_multiplier=1.0):
+    """The application's ResNet-50 rebuilt layer by layer: with the cifar stem, a 3x3
+    stride-1 stem convolution and no max pooling; with `width_multiplier`, every
+    convolution's filters scaled (the blocks and their names stay the same)."""
     application = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(None, None, 3), name="trunk"
     )
 
     def clone(layer):
-        if layer.name == "conv1_conv":
-            return layers.Conv2D(64, 3, padding="same", name="conv1_conv")
-        return layer.__class__.from_config(layer.get_config())
+        config = layer.get_config()
+        if isinstance(layer, layers.Conv2D):
+            config["filters"] = scaled_filters(config["filters"], width_multiplier)
+        if stem == "cifar" and layer.name == "conv1_conv":
+            return layers.Conv2D(config["filters"], 3, padding="same", name="conv1_conv")
+        return layer.__class__.from_config(config)
 
     def call(layer, *args, **kwargs):
-        if layer.name in _CIFAR_DROPPED:
+        if stem == "cifar" and layer.name in _CIFAR_DROPPED:
             return args[0]
         return layer(*args, **kwargs)
 
@@ -105,9 +119,13 @@ class ResNet50Backbone(keras.Model):
         num_classes: outputs of the classifier.
         stem: "imagenet" (7x7 convolution at stride 2 and 3x3 max pooling at stride 2) or
             "cifar" (3x3 convolution at stride 1, no pooling).
+        width_multiplier: scales the filters of every convolution (rounded, at least 1).
+            1.0 (the default) is ResNet-50 itself; 0.25 is about 16 times cheaper, for quick
+            studies on small computers.
 
     Input: images `[B, height, width, 3]`, not preprocessed. Output: `{"logits": [B,
-    num_classes], "feature_maps": [[B, h, w, 2048]]}`, the last stage's output.
+    num_classes], "feature_maps": [[B, h, w, C]]}`, the last stage's output, with
+    `C = 2048` (times `width_multiplier`, rounded).
 
     Example:
     >>> model = ResNet50Backbone(image_size=224, num_classes=100)
@@ -115,7 +133,8 @@ class ResNet50Backbone(keras.Model):
     (None, 7, 7, 2048)
     """
 
-    def __init__(self, image_size=224, num_classes=1000, stem="imagenet", **kwargs):
+    def __init__(self, image_size=224, num_classes=1000, stem="imagenet", width_multiplier=1.0,
+                 **kwargs):
         # === Argument validation ===
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(
@@ -123,16 +142,24 @@ class ResNet50Backbone(keras.Model):
             )
         if stem not in HALVINGS:
             raise ValueError(f"`stem` must be one of {sorted(HALVINGS)}. Found stem={stem!r}")
+        multiplier_ok = isinstance(width_multiplier, (int, float)) and not isinstance(
+            width_multiplier, bool
+        )
+        if not multiplier_ok or not width_multiplier > 0:
+            raise ValueError(
+                "`width_multiplier` must be a positive number. "
+                f"Found width_multiplier={width_multiplier!r}"
+            )
         height, width = _image_shape(image_size, stem)
 
         # === Functional Model ===
         images = keras.Input(shape=(height, width, 3), name="images")
-        if stem == "imagenet":
+        if stem == "imagenet" and width_multiplier == 1:
             trunk = keras.applications.ResNet50(
                 include_top=False, weights=None, input_shape=(height, width, 3), name="trunk"
             )
         else:
-            trunk = _cifar_trunk(height, width)
+            trunk = _cloned_trunk(height, width, stem, width_multiplier)
         features = trunk(images)
         x = layers.GlobalAveragePooling2D(name="average_pool")(features)
         logits = layers.Dense(num_classes, name="classifier")(x)
@@ -143,6 +170,7 @@ class ResNet50Backbone(keras.Model):
         self.image_size = image_size
         self.num_classes = num_classes
         self.stem = stem
+        self.width_multiplier = width_multiplier
 
     def get_config(self):
         return {
@@ -151,6 +179,7 @@ class ResNet50Backbone(keras.Model):
             "image_size": self.image_size,
             "num_classes": self.num_classes,
             "stem": self.stem,
+            "width_multiplier": self.width_multiplier,
         }
 
     @classmethod

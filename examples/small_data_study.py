@@ -1,0 +1,722 @@
+"""Small-data study: how much does DRLoc help each backbone as the training set shrinks?
+
+    python examples/small_data_study.py --output runs/study                  # the default grid
+    python examples/small_data_study.py --output runs/study                  # again: skips what is done
+    python examples/small_data_study.py --output runs/study --aggregate-only # tables and plot only
+    python examples/small_data_study.py --backbones vit resnet50 --seeds 0 -- --mode ce
+
+The grid is backbones x lambda (0, and each backbone's default) x training-set fraction x
+seeds. Every cell is one run of examples/train_cifar.py (its `main`, called in this process,
+so the same code), into OUTPUT/<backbone>-lam<lambda>-frac<fraction>-seed<seed>/. A cell
+whose metrics.json says it finished is skipped; an interrupted one is resumed from its
+last finished epoch (`--resume`); one stopped before its first epoch ended starts again.
+After every cell, OUTPUT/results.csv (one row per finished cell) is rewritten atomically;
+at the end, OUTPUT/results.md (mean +- std top-1 over seeds, without and with DRLoc, and
+the difference) and OUTPUT/results.png (top-1 against the training fraction, one panel per
+backbone, error bars of one standard deviation). Ctrl-C stops after saving what the running
+cell has done; the finished cells stay, and the same command goes on where it stopped.
+
+The default dataset is the built-in synthetic one (drloc_keras.data.load_synthetic): the
+class is the direction of a disc seen from a square, with random textures, colours, sizes
+and positions, so only the relative arrangement of the two shapes tells the class. It needs
+no files. On it the study trains with the augmentations that keep that class (no flips,
+RandAugment, MixUp, CutMix or erasing; `--full-recipe` keeps train_cifar.py's).
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+import traceback
+
+import keras
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import train_cifar  # noqa: E402
+
+from drloc_keras import backbones, data, training  # noqa: E402
+
+DEFAULT_BACKBONES = ("vit", "cvt", "swin", "resnet50")
+DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_LAMS = ("0", "default")
+DEFAULT_EPOCHS = 10
+
+# Reduced sizes of each family, so that the default study runs on a small CPU. They keep each
+# family's design (ViT's single 8x8 token grid at 32x32, CvT's and Swin's stages, ResNet-50's
+# blocks) at a fraction of the width and depth. They apply to family names only: a size name
+# (e.g. swin_tiny_32) is trained at its own size; --full-size trains the families at theirs.
+SMALL_BACKBONE_ARGS = {
+    "vit": {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+    "cvt": {"embed_dims": [32, 64, 128], "num_heads": [1, 2, 4], "depths": [1, 1, 2]},
+    "swin": {"embed_dim": 32, "depths": [2, 2, 2], "num_heads": [1, 2, 4]},
+    "t2t": {"token_dim": 32, "embed_dim": 64, "depth": 4, "num_heads": 4},
+    "cct": {"num_layers": 2, "num_heads": 2, "embed_dim": 64, "tokenizer_channels": 32},
+    "resnet50": {"width_multiplier": 0.125},
+}
+
+# train_cifar.py flags that keep the class of the synthetic dataset: a flip or a rotation
+# changes the direction that is the class, CutMix and erasing can cut a shape out.
+LABEL_SAFE_RECIPE = ["--no-flip", "--no-randaugment", "--mixup", "0", "--cutmix", "0",
+                     "--random-erasing", "0"]
+
+# train_cifar.py settings that the study itself sets for every cell: the passed-through
+# flags may not change them (use the study's own flags).
+RESERVED = {
+    "backbone": "--backbones", "lam": "--lams", "train_fraction": "--fractions", "seed": "--seeds",
+    "output": "--output", "dataset": "--dataset", "data_dir": "--data-dir",
+    "image_size": "--image-size", "epochs": "--epochs", "batch_size": "--batch-size",
+    "lr": "--lr", "warmup_epochs": "--warmup-epochs", "backbone_args": "--backbone-args",
+    "verbose": "--verbose", "resume": None, "eval_only": None,
+}
+
+RESULT_FIELDS = (
+    "cell", "backbone", "lam", "fraction", "seed", "dataset", "image_size", "epochs",
+    "final_top1", "best_top1", "final_top5", "best_top5", "parameters", "seconds_per_epoch",
+)
+METRICS = ("final_top1", "best_top1")
+
+TIMING_NOTE = (
+    "The default study is 72 cells (4 backbones x 2 lambdas x 3 fractions x 3 seeds) on the "
+    "synthetic dataset (2000 training images, 500 test images, 32x32). Its time depends on the "
+    "machine: after each cell the study prints the time so far and an ETA from the cells done."
+)
+
+
+# --- The grid ------------------------------------------------------------------------------
+
+
+class Cell:
+    """One run of the grid: a backbone, a lambda, a training fraction and a seed."""
+
+    def __init__(self, backbone, lam, fraction, seed, folder, argv):
+        self.backbone, self.lam, self.fraction, self.seed = backbone, lam, fraction, seed
+        self.folder = folder
+        self.argv = argv
+
+    @property
+    def name(self):
+        return cell_name(self.backbone, self.lam, self.fraction, self.seed)
+
+    def __repr__(self):
+        return f"Cell({self.name})"
+
+
+def cell_name(backbone, lam, fraction, seed):
+    """The cell's folder name, e.g. `vit-lam0.5-frac0.05-seed0`."""
+    return f"{backbone}-lam{float(lam):g}-frac{float(fraction):g}-seed{int(seed)}"
+
+
+def resolve_lams(specs, backbone):
+    """The lambdas of `--lams` for `backbone`: numbers, `default` its family's; no repeats."""
+    lams = []
+    for spec in specs:
+        lam = backbones.default_lambda(backbone) if spec == "default" else float(spec)
+        if lam not in lams:
+            lams.append(lam)
+    return lams
+
+
+def backbone_args_for(name, args):
+    """Constructor overrides for `name`: the reduced size of its family (family names only,
+    unless --full-size), then --backbone-args' entry for the family, then for the name."""
+    merged = {}
+    if name in backbones.FAMILIES and not args.full_size:
+        merged.update(SMALL_BACKBONE_ARGS.get(name, {}))
+    family = backbones.family(name)
+    merged.update(args.backbone_args.get(family, {}))
+    if name != family:
+        merged.update(args.backbone_args.get(name, {}))
+    return merged
+
+
+def cell_argv(args, backbone, lam, fraction, seed, folder):
+    """The train_cifar.py flags of one cell: the study's, then the label-safe recipe (synthetic
+    data), then the passed-through flags."""
+    argv = [
+        "--dataset", args.dataset, "--image-size", str(args.image_size),
+        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+        "--lr", repr(args.lr), "--warmup-epochs", str(args.warmup_epochs),
+        "--backbone", backbone, "--lam", repr(float(lam)),
+        "--backbone-args", json.dumps(backbone_args_for(backbone, args), sort_keys=True),
+        "--train-fraction", repr(float(fraction)), "--seed", str(seed),
+        "--output", folder, "--verbose", str(args.verbose),
+    ]
+    if args.data_dir is not None:
+        argv += ["--data-dir", args.data_dir]
+    if args.dataset in data.FLIP_CHANGES_CLASS and not args.full_recipe:
+        argv += LABEL_SAFE_RECIPE
+    return argv + list(args.train_args)
+
+
+def make_grid(args):
+    """Every cell, seed by seed (so an early stop leaves whole comparisons), then fraction,
+    backbone and lambda."""
+    cells = []
+    for seed in args.seeds:
+        for fraction in args.fractions:
+            for backbone in args.backbones:
+                for lam in resolve_lams(args.lams, backbone):
+                    folder = os.path.join(args.output, cell_name(backbone, lam, fraction, seed))
+                    argv = cell_argv(args, backbone, lam, fraction, seed, folder)
+                    cells.append(Cell(backbone, lam, fraction, seed, folder, argv))
+    return cells
+
+
+# --- The state of a cell ---------------------------------------------------------------------
+
+FINISHED, PARTIAL, STARTED, NEW = "finished", "partial", "started", "new"
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cell_state(folder):
+    """`finished` (metrics.json of a whole run), `partial` (an epoch or more saved: resume it),
+    `started` (a folder without a finished epoch: start again) or `new`."""
+    metrics = read_json(os.path.join(folder, "metrics.json"))
+    if metrics is not None and is_finished(metrics):
+        return FINISHED
+    if training.read_state(folder) is not None and os.path.exists(os.path.join(folder, "last.keras")):
+        return PARTIAL
+    if os.path.isdir(folder):
+        return STARTED
+    return NEW
+
+
+def is_finished(metrics):
+    config = metrics.get("config") or {}
+    return (
+        not metrics.get("interrupted", False)
+        and metrics.get("final_top1") is not None
+        and metrics.get("epochs", 0) >= config.get("epochs", math.inf)
+    )
+
+
+def config_mismatches(cells):
+    """`[(cell, [(flag, saved, now)])]` for cells whose saved run has other settings."""
+    found = []
+    for cell in cells:
+        saved = read_json(os.path.join(cell.folder, "config.json"))
+        if saved is None or cell_state(cell.folder) not in (FINISHED, PARTIAL):
+            continue
+        saved = {"flip": True, **saved}  # runs saved before --flip existed always flipped
+        now = vars(train_cifar.parse_args(cell.argv))
+        diff = training.config_difference(saved, now, ignore=train_cifar.RESUMABLE + ("verbose",))
+        if diff:
+            found.append((cell, diff))
+    return found
+
+
+# --- Results -------------------------------------------------------------------------------
+
+
+def result_row(cell_folder_name, metrics):
+    config = metrics["config"]
+    return {
+        "cell": cell_folder_name,
+        "backbone": config["backbone"],
+        "lam": config["lam"],
+        "fraction": config["train_fraction"],
+        "seed": config["seed"],
+        "dataset": config["dataset"],
+        "image_size": config["image_size"],
+        "epochs": metrics["epochs"],
+        "final_top1": metrics["final_top1"],
+        "best_top1": metrics["best_top1"],
+        "final_top5": metrics.get("final_top5"),
+        "best_top5": metrics.get("best_top5"),
+        "parameters": metrics.get("parameters"),
+        "seconds_per_epoch": metrics.get("seconds_per_epoch"),
+    }
+
+
+def read_results(path):
+    """The rows of a results.csv, with the numbers as numbers."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        parsed = dict(row)
+        for key in ("lam", "fraction", "final_top1", "best_top1", "final_top5", "best_top5",
+                    "seconds_per_epoch"):
+            if parsed.get(key) not in (None, ""):
+                parsed[key] = float(parsed[key])
+        for key in ("seed", "epochs", "image_size", "parameters"):
+            if parsed.get(key) not in (None, ""):
+                parsed[key] = int(float(parsed[key]))
+        out.append(parsed)
+    return out
+
+
+def write_results(path, rows):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r["backbone"], float(r["lam"]), float(r["fraction"]),
+                                           int(r["seed"]), r["cell"])):
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESULT_FIELDS})
+    training.atomic_write_text(path, buffer.getvalue())
+
+
+def update_results(path, cells):
+    """Rewrite results.csv: the finished cells of the grid, and the rows of other cells that
+    an earlier study with another grid left there."""
+    rows = {}
+    if os.path.exists(path):
+        rows = {row["cell"]: row for row in read_results(path)}
+    for cell in cells:
+        rows.pop(cell.name, None)
+        metrics = read_json(os.path.join(cell.folder, "metrics.json"))
+        if metrics is not None and is_finished(metrics):
+            rows[cell.name] = result_row(cell.name, metrics)
+    write_results(path, list(rows.values()))
+    return list(rows.values())
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def aggregate(rows, metric="final_top1"):
+    """`{(backbone, fraction, lam): (mean %, std %, n)}` of `metric` over the seeds."""
+    groups = {}
+    for row in rows:
+        value = row.get(metric)
+        if value in (None, ""):
+            continue
+        key = (row["backbone"], float(row["fraction"]), float(row["lam"]))
+        groups.setdefault(key, []).append(100.0 * float(value))
+    return {key: (*mean_std(values), len(values)) for key, values in groups.items()}
+
+
+def ordered_backbones(stats, preferred=()):
+    names = {key[0] for key in stats}
+    first = [b for b in preferred if b in names]
+    return first + sorted(names - set(first))
+
+
+def comparison(stats, preferred=()):
+    """Table rows: per backbone and fraction, lambda 0 against each other lambda."""
+    table = []
+    for backbone in ordered_backbones(stats, preferred):
+        fractions = sorted({key[1] for key in stats if key[0] == backbone})
+        for fraction in fractions:
+            lams = sorted(key[2] for key in stats if key[:2] == (backbone, fraction))
+            without = stats.get((backbone, fraction, 0.0))
+            others = [lam for lam in lams if lam != 0.0] or [None]
+            for lam in others:
+                with_ = stats.get((backbone, fraction, lam)) if lam is not None else None
+                diff = with_[0] - without[0] if with_ and without else None
+                table.append({"backbone": backbone, "fraction": fraction, "lam": lam,
+                              "without": without, "with": with_, "difference": diff})
+    return table
+
+
+def _cell_text(stat):
+    if stat is None:
+        return "-", "0"
+    mean, std, n = stat
+    return (f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"), str(n)
+
+
+def markdown_table(rows, metric="final_top1", preferred=(), settings=None):
+    stats = aggregate(rows, metric)
+    which = "after the last epoch" if metric == "final_top1" else "the best epoch's"
+    lines = [
+        "# Small-data study: top-1 without and with DRLoc",
+        "",
+        f"Top-1 accuracy (%) on the test set ({metric}: {which}), mean ± standard deviation "
+        "over seeds (sample standard deviation; a single seed shows its value alone); n is the "
+        "number of seeds. Δ is the mean with DRLoc minus the mean without.",
+        "",
+    ]
+    if settings:
+        lines += [f"Settings: {settings}", ""]
+    lines += [
+        "| backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in comparison(stats, preferred):
+        without, n_without = _cell_text(entry["without"])
+        with_, n_with = _cell_text(entry["with"])
+        lam = "-" if entry["lam"] is None else f"{entry['lam']:g}"
+        diff = "-" if entry["difference"] is None else f"{entry['difference']:+.2f}"
+        lines.append(f"| {entry['backbone']} | {entry['fraction']:g} | {lam} | {without} | "
+                     f"{n_without} | {with_} | {n_with} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(rows, path, metric="final_top1", preferred=()):
+    """results.png: top-1 against the training fraction (log axis), one panel per backbone,
+    one line per lambda, error bars of one standard deviation over the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = aggregate(rows, metric)
+    names = ordered_backbones(stats, preferred)
+    if not names:
+        raise ValueError("no finished cell to plot")
+    columns = min(4, len(names))
+    panel_rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(panel_rows, columns, figsize=(4.2 * columns, 3.6 * panel_rows),
+                             squeeze=False, sharey=True)
+    for ax, backbone in zip(axes.flat, names):
+        lams = sorted({key[2] for key in stats if key[0] == backbone})
+        fractions = sorted({key[1] for key in stats if key[0] == backbone})
+        for i, lam in enumerate(lams):
+            points = sorted((f, stats[(backbone, f, lam)]) for f in fractions
+                            if (backbone, f, lam) in stats)
+            # A small shift along the log axis keeps the error bars of the lines apart.
+            shift = 1.0 + 0.04 * (i - (len(lams) - 1) / 2)
+            label = "without DRLoc (λ = 0)" if lam == 0 else f"with DRLoc (λ = {lam:g})"
+            ax.errorbar([f * shift for f, _ in points], [s[0] for _, s in points],
+                        yerr=[s[1] for _, s in points], marker="o", capsize=3, label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(fractions)
+        ax.set_xticklabels([f"{f:g}" for f in fractions])
+        ax.minorticks_off()
+        ax.set_title(backbone)
+        ax.set_xlabel("training fraction")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"top-1 (%), {metric}")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_summary(output, metric="final_top1", preferred=()):
+    """results.md and results.png from OUTPUT/results.csv; returns their paths."""
+    csv_path = os.path.join(output, "results.csv")
+    rows = read_results(csv_path)
+    study = read_json(os.path.join(output, "study.json")) or {}
+    md_path, png_path = os.path.join(output, "results.md"), os.path.join(output, "results.png")
+    training.atomic_write_text(md_path, markdown_table(rows, metric, preferred, study.get("summary")))
+    if rows:
+        plot_results(rows, png_path, metric, preferred)
+    return md_path, png_path
+
+
+# --- The command line ----------------------------------------------------------------------
+
+
+def _lam_spec(text):
+    if text == "default":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'default', found {text!r}")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"lambda must be >= 0, found {text!r}")
+    return text
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], found {text!r}")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a fraction must be in (0, 1], found {text!r}")
+    return value
+
+
+def parse_args(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = []
+    if "--" in argv:
+        index = argv.index("--")
+        argv, passthrough = argv[:index], argv[index + 1:]
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=TIMING_NOTE + " Flags after `--` (or in --train-args) go to every cell's "
+               "train_cifar.py run, after the study's own, e.g. `-- --mode ce --sample-size 32`.",
+    )
+    g = p.add_argument_group("grid")
+    g.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), metavar="NAME",
+                   choices=backbones.names(),
+                   help=f"backbone families or sizes: {', '.join(backbones.names())}")
+    g.add_argument("--lams", nargs="+", default=list(DEFAULT_LAMS), type=_lam_spec, metavar="LAMBDA",
+                   help="DRLoc weights; 'default' is each backbone family's (0.1 CvT/T2T/CCT, 0.5 "
+                        "Swin/ViT/ResNet-50); 0 trains without DRLoc")
+    g.add_argument("--fractions", nargs="+", default=list(DEFAULT_FRACTIONS), type=_fraction,
+                   metavar="F", help="class-balanced, seeded fractions of the training set")
+    g.add_argument("--seeds", nargs="+", default=list(DEFAULT_SEEDS), type=int, metavar="SEED",
+                   help="seeds (the model, the subset and, for synthetic data, the dataset itself)")
+    g = p.add_argument_group("each run")
+    g.add_argument("--dataset", default="synthetic", choices=sorted(data.DATASETS), help="dataset")
+    g.add_argument("--data-dir", default=None, help="the dataset's files (see train_cifar.py)")
+    g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                   help="epochs of every run, whatever its fraction (the paper's protocol)")
+    g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
+    g.add_argument("--batch-size", type=int, default=32,
+                   help="at most the smallest training subset")
+    g.add_argument("--lr", type=float, default=8e-3,
+                   help="base learning rate for batch 512 (train_cifar.py scales it by batch / 512)")
+    g.add_argument("--warmup-epochs", type=int, default=2, help="linear learning-rate warm-up")
+    g.add_argument("--backbone-args", type=json.loads, default={}, metavar="JSON",
+                   help="constructor overrides per family or size, over the reduced sizes, e.g. "
+                        '\'{"vit": {"depth": 6}}\'')
+    g.add_argument("--full-size", action="store_true",
+                   help="train the families at their registry size instead of the reduced one "
+                        f"({json.dumps(SMALL_BACKBONE_ARGS)})")
+    g.add_argument("--full-recipe", action="store_true",
+                   help="keep train_cifar.py's augmentation on the synthetic dataset (flips, "
+                        "RandAugment, MixUp, CutMix, erasing), though they can change its class")
+    g.add_argument("--train-args", default="", metavar="FLAGS",
+                   help="more train_cifar.py flags for every run, as one string")
+    g.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
+    g = p.add_argument_group("study")
+    g.add_argument("--output", default=os.path.join("runs", "small_data_study"),
+                   help="study folder: one sub-folder per cell, results.csv, results.md, results.png")
+    g.add_argument("--metric", default="final_top1", choices=METRICS,
+                   help="top-1 of the table and plot: after the last epoch, or the best epoch's")
+    g.add_argument("--aggregate-only", action="store_true",
+                   help="write results.md and results.png from results.csv and train nothing")
+    g.add_argument("--list", action="store_true", help="print the cells and their state, train nothing")
+    args = p.parse_args(argv)
+    args.train_args = shlex.split(args.train_args) + passthrough
+
+    if args.epochs < 1:
+        p.error(f"--epochs must be >= 1; found {args.epochs}")
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be >= 1; found {args.batch_size}")
+    if not isinstance(args.backbone_args, dict) or not all(
+        isinstance(v, dict) for v in args.backbone_args.values()
+    ):
+        p.error("--backbone-args must be a JSON object of objects, keyed by family or size, e.g. "
+                '\'{"vit": {"depth": 6}}\'')
+    known = set(args.backbones) | {backbones.family(b) for b in args.backbones}
+    unknown = sorted(set(args.backbone_args) - known)
+    if unknown:
+        p.error(f"--backbone-args names {', '.join(unknown)}, not among the backbones of the study "
+                f"({', '.join(sorted(known))})")
+    for name in ("backbones", "fractions", "seeds", "lams"):
+        values = getattr(args, name)
+        setattr(args, name, list(dict.fromkeys(values)))  # no repeats, order kept
+    _check_passthrough(p, args.train_args)
+    return args
+
+
+def _check_passthrough(parser, flags):
+    """Refuse passed-through flags that would change what the study sets per cell."""
+    if not flags:
+        return
+    try:
+        given = vars(train_cifar.parse_args(flags))
+        plain = vars(train_cifar.parse_args([]))
+    except SystemExit:
+        parser.error(f"train_cifar.py does not accept the passed-through flags {' '.join(flags)} "
+                     "(see its message above)")
+    clashes = [key for key in RESERVED if given.get(key) != plain.get(key)]
+    if clashes:
+        hints = [f"--{key.replace('_', '-')}" + (f" (use the study's {RESERVED[key]})" if RESERVED[key] else "")
+                 for key in clashes]
+        parser.error(f"the passed-through flags set what the study sets for each cell: {', '.join(hints)}")
+
+
+def smallest_subset(args):
+    """Training images of the smallest cell for the synthetic dataset (None for others)."""
+    if args.dataset != "synthetic":
+        return None
+    probe = train_cifar.parse_args(["--dataset", "synthetic", *args.train_args])
+    n, classes = probe.synthetic_train_size, 4  # load_synthetic's default number of classes
+    counts = [n // classes + (c < n % classes) for c in range(classes)]
+    fraction = min(args.fractions)
+    return sum(max(1, int(round(fraction * count))) for count in counts if count)
+
+
+def _clock(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _summary_line(args):
+    return (f"dataset {args.dataset}, {args.image_size}x{args.image_size}, {args.epochs} epochs, "
+            f"batch {args.batch_size}, base lr {args.lr:g}, warm-up {args.warmup_epochs} epochs, "
+            f"{'full-size' if args.full_size else 'reduced'} backbones"
+            + (", label-safe augmentation" if args.dataset in data.FLIP_CHANGES_CLASS
+               and not args.full_recipe else "")
+            + (f", extra flags `{' '.join(args.train_args)}`" if args.train_args else ""))
+
+
+def _eta(left, durations):
+    """Seconds the cells `left` should take: each the mean time of the cells of its backbone
+    and fraction run so far, else of its fraction, else of any cell (None before the first)."""
+    if not durations:
+        return None
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    total = 0.0
+    for cell in left:
+        same = [s for (b, f), s in durations if (b, f) == (cell.backbone, cell.fraction)]
+        fraction = [s for (_, f), s in durations if f == cell.fraction]
+        total += mean(same or fraction or [s for _, s in durations])
+    return total
+
+
+def _run_cell(i, cell, cells, args, report, start, durations, pending):
+    """Train (or skip, or resume) one cell, then rewrite results.csv."""
+    where = (f"[{i}/{len(cells)}] {cell.backbone} lam={cell.lam:g} fraction={cell.fraction:g} "
+             f"seed={cell.seed}")
+    state = cell_state(cell.folder)
+    if state == FINISHED:
+        report["skipped"].append(cell.name)
+        print(f"{where}: finished before, skipped")
+        return
+    argv = list(cell.argv)
+    if state == PARTIAL:
+        saved = read_json(os.path.join(cell.folder, "config.json")) or {}
+        argv += ["--resume", "--verbose", str(saved.get("verbose", args.verbose))]
+    elif state == STARTED:
+        shutil.rmtree(cell.folder)  # no finished epoch to keep: start it again cleanly
+    eta = _eta(pending[pending.index(cell):], durations)
+    eta = "unknown" if eta is None else _clock(eta)
+    print(f"{where}: {'resuming' if state == PARTIAL else 'training'} "
+          f"(elapsed {_clock(time.time() - start)}, ETA {eta})", flush=True)
+    cell_start = time.time()
+    try:
+        result = train_cifar.main(argv)
+    except KeyboardInterrupt:
+        report["interrupted"] = True
+    except SystemExit as e:
+        if e.code == 130:
+            report["interrupted"] = True
+        else:
+            report["failed"][cell.name] = f"train_cifar.py exited with code {e.code}"
+    except Exception as e:  # one broken cell does not stop the others
+        traceback.print_exc()
+        report["failed"][cell.name] = f"{type(e).__name__}: {e}"
+    else:
+        report["ran"].append(cell.name)
+        top1 = result.get("final_top1") if isinstance(result, dict) else None
+        print(f"{where}: done in {_clock(time.time() - cell_start)}"
+              + (f", top-1 {100 * top1:.2f}%" if top1 is not None else ""), flush=True)
+    finally:
+        keras.backend.clear_session()
+    durations.append(((cell.backbone, cell.fraction), time.time() - cell_start))
+    update_results(os.path.join(args.output, "results.csv"), cells)
+
+
+def main(argv=None):
+    """Run (or resume) the study; returns a report dict. Exit codes of the command: 0 done,
+    1 some cells failed, 130 interrupted."""
+    args = parse_args(argv)
+    csv_path = os.path.join(args.output, "results.csv")
+    report = {"output": args.output, "results_csv": csv_path, "ran": [], "skipped": [],
+              "failed": {}, "interrupted": False, "cells": 0}
+
+    if args.aggregate_only:
+        if not os.path.exists(csv_path):
+            train_cifar.fail(f"{csv_path} does not exist: run the study first (without --aggregate-only)")
+        report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
+        print(f"wrote {report['results_md']} and {report['results_png']}")
+        return report
+
+    cells = make_grid(args)
+    report["cells"] = len(cells)
+    smallest = smallest_subset(args)
+    if smallest is not None and smallest < args.batch_size:
+        train_cifar.fail(f"--batch-size {args.batch_size} is larger than the smallest training subset "
+                         f"({smallest} images at fraction {min(args.fractions):g}); lower it")
+    # The flags of every cell are checked before any training (train_cifar.py's own checks).
+    try:
+        for cell in cells:
+            train_cifar.parse_args(cell.argv)
+    except SystemExit:
+        train_cifar.fail(f"train_cifar.py refused the flags of {cell.name}: "
+                         f"{' '.join(shlex.quote(a) for a in cell.argv)}")
+    mismatched = config_mismatches(cells)
+    if mismatched:
+        lines = "\n".join(
+            f"  {cell.name}: " + ", ".join(f"--{k.replace('_', '-')} saved {a!r}, now {b!r}" for k, a, b in diff)
+            for cell, diff in mismatched[:10]
+        )
+        more = f"\n  ... and {len(mismatched) - 10} more" if len(mismatched) > 10 else ""
+        train_cifar.fail(f"{len(mismatched)} cell(s) in {args.output} were run with other settings:\n"
+                         f"{lines}{more}\nUse another --output, the same settings, or delete those folders.")
+
+    states = {cell.name: cell_state(cell.folder) for cell in cells}
+    if args.list:
+        for i, cell in enumerate(cells, 1):
+            print(f"[{i}/{len(cells)}] {cell.name}: {states[cell.name]}")
+        report["states"] = states
+        return report
+
+    os.makedirs(args.output, exist_ok=True)
+    study = {
+        "summary": _summary_line(args),
+        "command": "python examples/small_data_study.py " + " ".join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "backbones": args.backbones, "lams": args.lams, "fractions": args.fractions, "seeds": args.seeds,
+        "backbone_args": {b: backbone_args_for(b, args) for b in args.backbones},
+        "train_args": args.train_args,
+    }
+    training.atomic_write_text(os.path.join(args.output, "study.json"), json.dumps(study, indent=2))
+    pending = [c for c in cells if states[c.name] != FINISHED]
+    to_run = len(pending)
+    print(f"small-data study: {len(cells)} cells, {len(cells) - to_run} finished before, {to_run} to run; "
+          f"{study['summary']}; in {args.output}")
+
+    start, durations = time.time(), []
+    try:
+        for i, cell in enumerate(cells, 1):
+            _run_cell(i, cell, cells, args, report, start, durations, pending)
+            if report["interrupted"]:
+                break
+    except KeyboardInterrupt:  # between two cells, or while one is set up
+        report["interrupted"] = True
+
+    rows = update_results(csv_path, cells)
+    if rows:
+        report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
+    if report["interrupted"]:
+        print(f"\ninterrupted: {len(report['ran'])} cell(s) finished in this session, kept in {csv_path}; "
+              f"run the same command again to go on", file=sys.stderr)
+    for name, why in report["failed"].items():
+        print(f"failed: {name}: {why}", file=sys.stderr)
+    print(f"study: {len(report['ran'])} run, {len(report['skipped'])} skipped, {len(report['failed'])} failed "
+          f"in {_clock(time.time() - start)}; {csv_path}"
+          + (f", {report['results_md']}, {report['results_png']}" if rows else ""))
+    return report
+
+
+def exit_code(report):
+    if report.get("interrupted"):
+        return 130
+    return 1 if report.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(exit_code(main()))
