@@ -4,15 +4,17 @@
 # Keras layers, models and backbones run under each of TensorFlow, JAX and PyTorch, with
 # a one-epoch run of the training program on each. Any failure, including a run that
 # collects no test (pytest exit 5), stops it with a non-zero exit. Extra arguments go to
-# every pytest call (e.g. -x, -k NAME).
+# every pytest call (e.g. -x, -k NAME). The heavier stages run in DRLOC_TEST_WORKERS
+# pytest-xdist processes (default 2, one per core of the CI machine; 0 runs in this process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+workers=(-n "${DRLOC_TEST_WORKERS:-2}")
 
 echo "=== drloc_ref (NumPy) ==="
 python -m pytest tests/ref "$@"
 
 echo "=== data loaders and the training program, KERAS_BACKEND=tensorflow ==="
-KERAS_BACKEND=tensorflow python -m pytest tests/data tests/examples --durations=10 "$@"
+KERAS_BACKEND=tensorflow python -m pytest "${workers[@]}" tests/data tests/examples --durations=10 "$@"
 
 # Once: each test starts subprocesses that fake several CPU devices (JAX and TensorFlow)
 # or several processes on 127.0.0.1, and set their backend themselves.
@@ -21,6 +23,6 @@ KERAS_BACKEND=tensorflow python -m pytest tests/distribute "$@"
 
 for backend in ${DRLOC_TEST_BACKENDS:-tensorflow jax torch}; do
     echo "=== drloc_keras and backbones, KERAS_BACKEND=${backend} ==="
-    KERAS_BACKEND="${backend}" python -m pytest tests/keras tests/backbones \
+    KERAS_BACKEND="${backend}" python -m pytest "${workers[@]}" tests/keras tests/backbones \
         "tests/examples/test_train_cifar.py::test_one_epoch_of_every_backbone_leaves_every_output[cvt]" "$@"
 done

@@ -21,12 +21,46 @@ settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def pytest_terminal_summary(terminalreporter):
+# The largest Keras-vs-reference differences (tests.keras.helpers.record_difference) are
+# printed at the end of the run. Under pytest-xdist every worker process keeps its own, so
+# workers hand theirs to the controller through the pytest cache.
+_CACHE_KEY = "drloc/largest_difference/"
+
+
+def _recorded():
     try:
         from tests.keras.helpers import LARGEST_DIFFERENCE
     except ImportError:  # Keras not installed: only the reference tests ran.
-        return
-    if LARGEST_DIFFERENCE:
+        return {}
+    return LARGEST_DIFFERENCE
+
+
+def _worker_ids(config):
+    count = getattr(config.option, "numprocesses", None) or 0
+    return [f"gw{i}" for i in range(int(count))] if isinstance(count, int) else []
+
+
+def pytest_sessionstart(session):
+    config = session.config
+    if not hasattr(config, "workerinput") and config.cache is not None:
+        for worker in _worker_ids(config):
+            config.cache.set(_CACHE_KEY + worker, {})
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    if hasattr(config, "workerinput") and config.cache is not None:
+        config.cache.set(_CACHE_KEY + config.workerinput["workerid"], _recorded())
+
+
+def pytest_terminal_summary(terminalreporter):
+    config = terminalreporter.config
+    merged = dict(_recorded())
+    if config.cache is not None:
+        for worker in _worker_ids(config):
+            for name, value in (config.cache.get(_CACHE_KEY + worker, {}) or {}).items():
+                merged[name] = max(merged.get(name, 0.0), value)
+    if merged:
         terminalreporter.section("largest difference between drloc_keras and drloc_ref")
-        for name, value in sorted(LARGEST_DIFFERENCE.items()):
+        for name, value in sorted(merged.items()):
             terminalreporter.write_line(f"{name}: {value:.3g}")

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from drloc_keras import backbones
 from drloc_keras.backbones import resnet
 
 
@@ -40,7 +39,7 @@ def test_the_width_survives_saving(quarter, tmp_path):
 
 
 def test_the_imagenet_stem_scales_too_and_bad_multipliers_are_refused():
-    half = backbones.get("resnet50", image_size=64, num_classes=2, width_multiplier=0.125)
+    half = resnet.ResNet50Backbone(image_size=64, num_classes=2, stem="imagenet", width_multiplier=0.125)
     trunk = half.get_layer("trunk")
     assert trunk.get_layer("conv1_conv").kernel_size == (7, 7) and trunk.get_layer("conv1_conv").filters == 8
     assert half.output["feature_maps"][0].shape[-1] == 256
