@@ -214,7 +214,7 @@ def config_mismatches(cells):
         saved = read_json(os.path.join(cell.folder, "config.json"))
         if saved is None or cell_state(cell.folder) not in (FINISHED, PARTIAL):
             continue
-        saved = {"flip": True, **saved}  # runs saved before --flip existed always flipped
+        saved = {**train_cifar.LEGACY_DEFAULTS, **saved}
         now = vars(train_cifar.parse_args(cell.argv))
         diff = training.config_difference(saved, now, ignore=train_cifar.RESUMABLE + ("verbose",))
         if diff:

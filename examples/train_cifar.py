@@ -29,6 +29,9 @@ import keras
 from drloc_keras import DRLocModel, backbones, data, training
 
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+# Settings added after runs were first saved, with the value those runs trained with:
+# runs saved before --flip existed always flipped.
+LEGACY_DEFAULTS = {"flip": True}
 # Flags that may change between a run and its resumption (the global batch, not the
 # number of devices, fixes the optimisation, so a run may resume with or without --distribute).
 RESUMABLE = ("resume", "eval_only", "output", "data_dir", "distribute")
@@ -188,7 +191,7 @@ def train(args, dist, save_dir):
             fail(f"{out} holds no run to {'resume' if args.resume else 'evaluate'} (no config.json)")
         with open(config_path) as f:
             saved = json.load(f)
-        saved.setdefault("flip", True)  # runs saved before --flip existed always flipped
+        saved = {**LEGACY_DEFAULTS, **saved}
         diff = training.config_difference(saved, config, ignore=RESUMABLE)
         if diff and args.resume:
             lines = "\n".join(f"  --{k.replace('_', '-')}: saved {a!r}, now {b!r}" for k, a, b in diff)
