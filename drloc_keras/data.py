@@ -586,6 +586,22 @@ def class_balanced_subset(x, y, fraction, seed=0):
     return x[index], y[index]
 
 
+def cycle_to_size(x, y, size, seed=0):
+    """`(x, y)` repeated up to `size` examples: whole copies, then a seeded random choice
+    (without repeats) for the remainder, so every example appears `size // len(x)` or one
+    more times. `size` below `len(x)` is refused (this never drops examples)."""
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length. Found {len(x)} images and {len(y)} labels")
+    if len(x) == 0:
+        raise ValueError("cannot cycle an empty training set")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < len(x):
+        raise ValueError(f"`size` must be an int >= len(x) ({len(x)}). Found size={size!r}")
+    copies, rest = divmod(int(size), len(x))
+    extra = np.sort(np.random.default_rng(seed).choice(len(x), rest, replace=False))
+    index = np.concatenate([np.tile(np.arange(len(x)), copies), extra])
+    return x[index], np.asarray(y)[index]
+
+
 def _finish(train, test, class_names, image_size):
     """Common dtypes, a label range check and the optional RGB + resize."""
     splits = []

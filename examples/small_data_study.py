@@ -49,7 +49,8 @@ DEFAULT_BACKBONES = ("vit", "cvt", "swin", "resnet50")
 DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_LAMS = ("0", "default")
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 6
+DEFAULT_EPOCH_IMAGES = 1000
 
 # Reduced sizes of each family, so that the default study runs on a small CPU. They keep each
 # family's design (ViT's single 8x8 token grid at 32x32, CvT's and Swin's stages, ResNet-50's
@@ -75,7 +76,7 @@ RESERVED = {
     "backbone": "--backbones", "lam": "--lams", "train_fraction": "--fractions", "seed": "--seeds",
     "output": "--output", "dataset": "--dataset", "data_dir": "--data-dir",
     "image_size": "--image-size", "epochs": "--epochs", "batch_size": "--batch-size",
-    "lr": "--lr", "warmup_epochs": "--warmup-epochs", "backbone_args": "--backbone-args",
+    "lr": "--lr", "warmup_epochs": "--warmup-epochs", "epoch_images": "--epoch-images", "backbone_args": "--backbone-args",
     "verbose": "--verbose", "resume": None, "eval_only": None,
 }
 
@@ -146,6 +147,7 @@ def cell_argv(args, backbone, lam, fraction, seed, folder):
         "--dataset", args.dataset, "--image-size", str(args.image_size),
         "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
         "--lr", repr(args.lr), "--warmup-epochs", str(args.warmup_epochs),
+        *([] if args.epoch_images == "off" else ["--epoch-images", str(args.epoch_images)]),
         "--backbone", backbone, "--lam", repr(float(lam)),
         "--backbone-args", json.dumps(backbone_args_for(backbone, args), sort_keys=True),
         "--train-fraction", repr(float(fraction)), "--seed", str(seed),
@@ -439,6 +441,12 @@ def _lam_spec(text):
     return text
 
 
+def _epoch_images(text):
+    if text == "off":
+        return text
+    return train_cifar._epoch_images(text)
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -475,14 +483,18 @@ def parse_args(argv=None):
     g = p.add_argument_group("each run")
     g.add_argument("--dataset", default="synthetic", choices=sorted(data.DATASETS), help="dataset")
     g.add_argument("--data-dir", default=None, help="the dataset's files (see train_cifar.py)")
-    g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help="epochs of every run, whatever its fraction (the paper's protocol)")
+    g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of every run")
+    g.add_argument("--epoch-images", type=_epoch_images, default=DEFAULT_EPOCH_IMAGES, metavar="N|full|off",
+                   help="images per epoch of every run (train_cifar.py --epoch-images): 'full' cycles "
+                        "each subset up to the size of the whole training set, so every cell makes "
+                        "as many optimizer steps; 'off' trains each subset for --epochs passes "
+                        "(small fractions then make few steps)")
     g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
     g.add_argument("--batch-size", type=int, default=32,
                    help="at most the smallest training subset")
     g.add_argument("--lr", type=float, default=8e-3,
                    help="base learning rate for batch 512 (train_cifar.py scales it by batch / 512)")
-    g.add_argument("--warmup-epochs", type=int, default=2, help="linear learning-rate warm-up")
+    g.add_argument("--warmup-epochs", type=int, default=1, help="linear learning-rate warm-up")
     g.add_argument("--backbone-args", type=json.loads, default={}, metavar="JSON",
                    help="constructor overrides per family or size, over the reduced sizes, e.g. "
                         '\'{"vit": {"depth": 6}}\'')
@@ -561,7 +573,8 @@ def _clock(seconds):
 
 
 def _summary_line(args):
-    return (f"dataset {args.dataset}, {args.image_size}x{args.image_size}, {args.epochs} epochs, "
+    per_epoch = {"off": "", "full": " of the full set's size"}.get(args.epoch_images, f" of {args.epoch_images} images")
+    return (f"dataset {args.dataset}, {args.image_size}x{args.image_size}, {args.epochs} epochs{per_epoch}, "
             f"batch {args.batch_size}, base lr {args.lr:g}, warm-up {args.warmup_epochs} epochs, "
             f"{'full-size' if args.full_size else 'reduced'} backbones"
             + (", label-safe augmentation" if args.dataset in data.FLIP_CHANGES_CLASS

@@ -31,13 +31,26 @@ from drloc_keras import DRLocModel, backbones, data, training
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Settings added after runs were first saved, with the value those runs trained with:
 # runs saved before --flip existed always flipped.
-LEGACY_DEFAULTS = {"flip": True}
+# runs saved before --epoch-images existed had epochs of their training set's size.
+LEGACY_DEFAULTS = {"flip": True, "epoch_images": None, "test_fraction": 1.0}
 # Flags that may change between a run and its resumption (the global batch, not the
 # number of devices, fixes the optimisation, so a run may resume with or without --distribute).
 RESUMABLE = ("resume", "eval_only", "output", "data_dir", "distribute")
 # The environment variables that ask for a run over several processes.
 JAX_PROCESS_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                          "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def _epoch_images(text):
+    if text == "full":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of images or 'full'; found {text!r}")
+    return value
 
 
 def parse_args(argv=None):
@@ -70,6 +83,14 @@ def parse_args(argv=None):
     g.add_argument("--synthetic-test-size", type=int, default=500, help="test images of --dataset synthetic")
     g.add_argument("--train-fraction", type=float, default=1.0,
                    help="class-balanced, seeded fraction of the training set (small-data regime)")
+    g.add_argument("--test-fraction", type=float, default=1.0,
+                   help="class-balanced, seeded fraction of the test set to evaluate on (quicker "
+                        "epochs on a large test set; the same images for every run of a seed)")
+    g.add_argument("--epoch-images", type=_epoch_images, default=None, metavar="N|full",
+                   help="images per training epoch: a smaller training set (a --train-fraction "
+                        "subset) is cycled, reshuffled, up to N images, so that it gets as many "
+                        "optimizer steps per epoch as a larger one; 'full': the size of the whole "
+                        "training set before --train-fraction (default: the training set's size)")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=100, help="training epochs")
     g.add_argument("--batch-size", type=int, default=128,
@@ -110,6 +131,7 @@ def parse_args(argv=None):
         ("epochs", args.epochs >= 1, ">= 1"),
         ("batch_size", args.batch_size >= 1, ">= 1"),
         ("train_fraction", 0 < args.train_fraction <= 1, "in (0, 1]"),
+        ("test_fraction", 0 < args.test_fraction <= 1, "in (0, 1]"),
         ("lam", args.lam is None or args.lam >= 0, ">= 0"),
         ("image_size", args.image_size >= 8, ">= 8"),
         ("drop_path", 0 <= args.drop_path < 1, "in [0, 1)"),
@@ -223,10 +245,18 @@ def train(args, dist, save_dir):
         fail(str(e))
     (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test
     num_classes = dataset.num_classes
+    full_size = len(x_train)
     if args.train_fraction < 1:
         x_train, y_train = data.class_balanced_subset(x_train, y_train, args.train_fraction, seed=args.seed)
+    if args.test_fraction < 1:
+        x_test, y_test = data.class_balanced_subset(x_test, y_test, args.test_fraction, seed=args.seed)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"{num_classes} classes, trained at {args.image_size}x{args.image_size}")
+    if args.epoch_images is not None:
+        epoch_images = full_size if args.epoch_images == "full" else args.epoch_images
+        if epoch_images > len(x_train):
+            x_train, y_train = data.cycle_to_size(x_train, y_train, epoch_images, seed=args.seed)
+            print(f"  cycled to {len(x_train)} images per epoch (--epoch-images {args.epoch_images})")
     augment = training.augmenter(args.image_size, args.randaugment, args.random_erasing, flip=args.flip,
                                  seed=args.seed)
     train_ds = training.make_dataset(
@@ -332,6 +362,7 @@ def train(args, dist, save_dir):
         "final_loss": rows[-1].get("loss") if rows else None,
         "final_val_loss": rows[-1].get("val_loss") if rows else None,
         "epochs": len(rows),
+        "epoch_images": steps_per_epoch * args.batch_size,
         "parameters": params,
         "seconds_per_epoch": (sum(timer.seconds) / len(timer.seconds)) if timer.seconds else None,
         "interrupted": interrupted,

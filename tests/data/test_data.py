@@ -398,6 +398,24 @@ def test_class_balanced_subset_keeps_the_fraction_of_every_class():
             data.class_balanced_subset(x, y, fraction=fraction, seed=0)
 
 
+def test_cycle_to_size_repeats_every_image_evenly_and_keeps_labels():
+    y = np.array([0, 1, 1, 2, 3])
+    x = np.arange(5) * 10
+    xs, ys = data.cycle_to_size(x, y, 13, seed=1)
+    assert len(xs) == 13
+    counts = np.bincount(xs // 10, minlength=5)
+    assert sorted(counts.tolist()) == [2, 2, 3, 3, 3]  # 13 = 2 copies + 3 more, no image thrice+1
+    np.testing.assert_array_equal(y[xs // 10], ys)
+    np.testing.assert_array_equal(data.cycle_to_size(x, y, 13, seed=1)[0], xs)
+    assert not np.array_equal(data.cycle_to_size(x, y, 13, seed=2)[0], xs)
+    np.testing.assert_array_equal(data.cycle_to_size(x, y, 5)[0], x)
+    for size in (4, 0, 7.5, True):
+        with pytest.raises(ValueError, match="size"):
+            data.cycle_to_size(x, y, size)
+    with pytest.raises(ValueError, match="differ in length"):
+        data.cycle_to_size(x, y[:3], 10)
+
+
 # === Synthetic ===
 
 

@@ -39,6 +39,7 @@ def tiny_study_argv(output, backbones=("vit",), fractions=("1",), seeds=("0",), 
     return [
         "--output", str(output), "--backbones", *backbones, "--fractions", *fractions,
         "--seeds", *seeds, "--lams", *lams, "--image-size", "16", "--epochs", "1", "--batch-size", "8",
+        "--epoch-images", "full",
         "--backbone-args", json.dumps({b: TINY_ARGS[b] for b in backbones}),
         "--train-args", "--synthetic-train-size 32 --synthetic-test-size 16 --sample-size 8",
         *extra,
@@ -132,6 +133,9 @@ def test_the_default_grid_is_four_backbones_two_lambdas_three_fractions_three_se
     resnet = next(c for c in cells if c.backbone == "resnet50")
     parsed = train_cifar.parse_args(resnet.argv)
     assert parsed.dataset == "synthetic" and parsed.image_size == 32
+    # Every cell makes as many optimizer steps: each subset is cycled to 1000 images an epoch.
+    assert study.DEFAULT_EPOCH_IMAGES == 1000
+    assert all(train_cifar.parse_args(c.argv).epoch_images == 1000 for c in cells)
     assert parsed.backbone_args == study.SMALL_BACKBONE_ARGS["resnet50"]
 
 
@@ -330,19 +334,22 @@ def test_visualize_refuses_a_missing_folder_or_model(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory):
     output = tmp_path_factory.mktemp("study")
-    argv = tiny_study_argv(output)
+    # Half of the 32 images, cycled back to 32 per epoch (the default --epoch-images full).
+    argv = tiny_study_argv(output, fractions=("0.5",))
     report = study.main(argv)
     return output, argv, report
 
 
 def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real_study, monkeypatch):
     output, argv, report = real_study
-    assert sorted(report["ran"]) == ["vit-lam0-frac1-seed0", "vit-lam0.5-frac1-seed0"] and not report["failed"]
+    assert sorted(report["ran"]) == ["vit-lam0-frac0.5-seed0", "vit-lam0.5-frac0.5-seed0"] and not report["failed"]
     rows = read_csv(output / "results.csv")
     for row in rows:
         metrics = json.loads((output / row["cell"] / "metrics.json").read_text())
         assert float(row["final_top1"]) == metrics["final_top1"] and int(row["epochs"]) == 1
-    assert "| vit | 1 | 0.5 |" in (output / "results.md").read_text()
+        # 16 images, cycled to the full set's 32 per epoch: 4 steps of 8.
+        assert metrics["epoch_images"] == 32 and metrics["config"]["epoch_images"] == "full"
+    assert "| vit | 0.5 | 0.5 |" in (output / "results.md").read_text()
     assert (output / "results.png").read_bytes()[:8] == PNG_MAGIC
     before = (output / "results.csv").read_bytes()
     calls = []
@@ -356,7 +363,7 @@ def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real
 def test_visualize_drloc_draws_the_offsets_of_a_trained_head(real_study, tmp_path):
     output, _, _ = real_study
     figure = tmp_path / "offsets.png"
-    report = visualize_drloc.main([str(output / "vit-lam0.5-frac1-seed0"), "--images", "12",
+    report = visualize_drloc.main([str(output / "vit-lam0.5-frac0.5-seed0"), "--images", "12",
                                    "--output", str(figure)])
     assert figure.read_bytes()[:8] == PNG_MAGIC and not report["untrained"]
     (head,) = report["heads"]
@@ -364,9 +371,28 @@ def test_visualize_drloc_draws_the_offsets_of_a_trained_head(real_study, tmp_pat
     for axis in ("rows", "columns"):
         assert 0 <= head[f"mae_{axis}"] < 100 and math.isfinite(head[f"mae_{axis}"])
     assert json.loads((tmp_path / "offsets.json").read_text())["heads"] == report["heads"]
-    untrained = visualize_drloc.main([str(output / "vit-lam0-frac1-seed0"), "--images", "4",
+    untrained = visualize_drloc.main([str(output / "vit-lam0-frac0.5-seed0"), "--images", "4",
                                       "--output", str(tmp_path / "lam0.png")])
     assert untrained["untrained"] and (tmp_path / "lam0.png").exists()
+
+
+def test_epoch_images_off_trains_each_subset_for_its_own_size_and_bad_values_are_refused(tmp_path, capsys):
+    args = study.parse_args(tiny_study_argv(tmp_path, fractions=("0.5",), extra=("--epoch-images", "off")))
+    (cell, _) = study.make_grid(args)
+    assert "--epoch-images" not in cell.argv and train_cifar.parse_args(cell.argv).epoch_images is None
+    args = study.parse_args([*tiny_study_argv(tmp_path), "--epoch-images", "64"])
+    assert all(train_cifar.parse_args(c.argv).epoch_images == 64 for c in study.make_grid(args))
+    for bad in ("0", "-3", "half"):
+        with pytest.raises(SystemExit):
+            study.parse_args(tiny_study_argv(tmp_path, extra=("--epoch-images", bad)))
+        assert "--epoch-images" in capsys.readouterr().err
+        with pytest.raises(SystemExit):
+            train_cifar.parse_args(["--epoch-images", bad])
+        assert "must be a positive number of images or 'full'" in capsys.readouterr().err
+    # The study sets it per cell: passing it through is refused.
+    with pytest.raises(SystemExit):
+        study.parse_args([*tiny_study_argv(tmp_path), "--", "--epoch-images", "64"])
+    assert "--epoch-images (use the study's --epoch-images)" in capsys.readouterr().err
 
 
 # === train_cifar.py does not flip the synthetic images (a mirror changes their class) ===

@@ -63,6 +63,20 @@ def test_lambda_zero_trains_without_drloc(tmp_path):
     assert "drloc_loss" not in row and float(row["loss"]) > 0
 
 
+def test_a_subset_is_cycled_to_epoch_images_and_the_test_set_can_be_subsampled(tmp_path, capsys):
+    # A quarter of 32 training images (8) cycled to 48 an epoch: 3 steps of 16; half the
+    # 16 test images.
+    report = train_cifar.main(tiny_argv(tmp_path, extra=[
+        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "48", "--test-fraction", "0.5"]))
+    out = capsys.readouterr().out
+    assert "8 training and 8 test images" in out and "cycled to 48 images per epoch" in out
+    assert report["epoch_images"] == 48 and report["epochs"] == 1
+    # 'full' is the size of the whole training set: 8 images cycled to 32.
+    report = train_cifar.main(tiny_argv(tmp_path / "full", extra=[
+        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "full"]))
+    assert report["epoch_images"] == 32 and "cycled to 32 images" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One finished tiny run (1 epoch), trained once for the tests that only read or refuse it."""
@@ -119,6 +133,8 @@ def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run, capsys
         ("--sample-size", "0", ["--sample-size must be >= 1; found 0"]),
         ("--lam", "-1", ["--lam must be >= 0; found -1.0"]),
         ("--train-fraction", "0", ["--train-fraction must be in (0, 1]; found 0.0"]),
+        ("--test-fraction", "1.5", ["--test-fraction must be in (0, 1]; found 1.5"]),
+        ("--epoch-images", "0", ["--epoch-images: must be a positive number of images or 'full'"]),
     ],
 )
 def test_bad_flags_name_the_choices(flag, value, expected, tmp_path, capsys):
