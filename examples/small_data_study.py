@@ -10,6 +10,10 @@ seeds. Every cell is one run of examples/train_cifar.py (its `main`, called in t
 so the same code), into OUTPUT/<backbone>-lam<lambda>-frac<fraction>-seed<seed>/. A cell
 whose metrics.json says it finished is skipped; an interrupted one is resumed from its
 last finished epoch (`--resume`); one stopped before its first epoch ended starts again.
+Every cell makes the same number of optimizer steps: an epoch is --epoch-images images
+(1000 by default), a smaller subset cycled, reshuffled, up to that size, so that a 5%
+subset is not also given a twentieth of the updates (`--epoch-images off`: each subset's
+own size per epoch, the same number of passes for every fraction).
 After every cell, OUTPUT/results.csv (one row per finished cell) is rewritten atomically;
 at the end, OUTPUT/results.md (mean +- std top-1 over seeds, without and with DRLoc, and
 the difference) and OUTPUT/results.png (top-1 against the training fraction, one panel per
@@ -88,8 +92,10 @@ METRICS = ("final_top1", "best_top1")
 
 TIMING_NOTE = (
     "The default study is 72 cells (4 backbones x 2 lambdas x 3 fractions x 3 seeds) on the "
-    "synthetic dataset (2000 training images, 500 test images, 32x32). Its time depends on the "
-    "machine: after each cell the study prints the time so far and an ETA from the cells done."
+    "synthetic dataset (2000 training images, 500 test images, 32x32), each 6 epochs of 1000 "
+    "images at batch 32 (186 steps). Its time depends on the machine and the backend "
+    "(docs/results.md gives measured times): after each cell the study prints the time so far "
+    "and an ETA from the cells done."
 )
 
 
@@ -310,14 +316,35 @@ def aggregate(rows, metric="final_top1"):
     return {key: (*mean_std(values), len(values)) for key, values in groups.items()}
 
 
+def paired_differences(rows, metric="final_top1"):
+    """`{(backbone, fraction, lam): [with - without, ...]}` in points of top-1, one per seed
+    that finished both the cell with `lam` and the cell with lambda 0 (the same subset, the
+    same initialisation seed: the pairing takes the seed-to-seed spread out of the comparison)."""
+    values = {}
+    for row in rows:
+        value = row.get(metric)
+        if value in (None, ""):
+            continue
+        key = (row["backbone"], float(row["fraction"]), float(row["lam"]), int(row["seed"]))
+        values[key] = 100.0 * float(value)
+    pairs = {}
+    for (backbone, fraction, lam, seed), value in sorted(values.items()):
+        baseline = values.get((backbone, fraction, 0.0, seed))
+        if lam != 0.0 and baseline is not None:
+            pairs.setdefault((backbone, fraction, lam), []).append(value - baseline)
+    return pairs
+
+
 def ordered_backbones(stats, preferred=()):
     names = {key[0] for key in stats}
     first = [b for b in preferred if b in names]
     return first + sorted(names - set(first))
 
 
-def comparison(stats, preferred=()):
-    """Table rows: per backbone and fraction, lambda 0 against each other lambda."""
+def comparison(stats, preferred=(), pairs=None):
+    """Table rows: per backbone and fraction, lambda 0 against each other lambda (with the
+    paired differences per seed when `pairs`, from paired_differences, is given)."""
+    pairs = pairs or {}
     table = []
     for backbone in ordered_backbones(stats, preferred):
         fractions = sorted({key[1] for key in stats if key[0] == backbone})
@@ -329,7 +356,8 @@ def comparison(stats, preferred=()):
                 with_ = stats.get((backbone, fraction, lam)) if lam is not None else None
                 diff = with_[0] - without[0] if with_ and without else None
                 table.append({"backbone": backbone, "fraction": fraction, "lam": lam,
-                              "without": without, "with": with_, "difference": diff})
+                              "without": without, "with": with_, "difference": diff,
+                              "paired": pairs.get((backbone, fraction, lam), [])})
     return table
 
 
@@ -348,22 +376,30 @@ def markdown_table(rows, metric="final_top1", preferred=(), settings=None):
         "",
         f"Top-1 accuracy (%) on the test set ({metric}: {which}), mean ± standard deviation "
         "over seeds (sample standard deviation; a single seed shows its value alone); n is the "
-        "number of seeds. Δ is the mean with DRLoc minus the mean without.",
+        "number of seeds. Δ is the mean with DRLoc minus the mean without. Paired Δ: the "
+        "difference with minus without seed by seed (both cells of a seed train on the same "
+        "subset from the same initialisation seed), mean ± standard deviation; better: in how "
+        "many of those seeds DRLoc scored higher.",
         "",
     ]
     if settings:
         lines += [f"Settings: {settings}", ""]
     lines += [
-        "| backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ | paired Δ | better |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for entry in comparison(stats, preferred):
+    for entry in comparison(stats, preferred, paired_differences(rows, metric)):
         without, n_without = _cell_text(entry["without"])
         with_, n_with = _cell_text(entry["with"])
         lam = "-" if entry["lam"] is None else f"{entry['lam']:g}"
         diff = "-" if entry["difference"] is None else f"{entry['difference']:+.2f}"
+        paired, better = "-", "-"
+        if entry["paired"]:
+            mean, std = mean_std(entry["paired"])
+            paired = f"{mean:+.2f} ± {std:.2f}" if len(entry["paired"]) > 1 else f"{mean:+.2f}"
+            better = f"{sum(d > 0 for d in entry['paired'])}/{len(entry['paired'])}"
         lines.append(f"| {entry['backbone']} | {entry['fraction']:g} | {lam} | {without} | "
-                     f"{n_without} | {with_} | {n_with} | {diff} |")
+                     f"{n_without} | {with_} | {n_with} | {diff} | {paired} | {better} |")
     return "\n".join(lines) + "\n"
 
 

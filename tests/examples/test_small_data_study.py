@@ -263,6 +263,10 @@ def test_aggregation_computes_mean_and_sample_std_over_seeds(tmp_path):
     assert math.isclose(mean, 90.0) and (std, n) == (0.0, 1)
     best = study.aggregate(study.read_results(tmp_path / "results.csv"), "best_top1")
     assert math.isclose(best[("vit", 1.0, 0.5)][0], 85.0)
+    pairs = study.paired_differences(study.read_results(tmp_path / "results.csv"))
+    assert set(pairs) == {("vit", 0.1, 0.5), ("vit", 1.0, 0.5)}  # resnet50 has no pair
+    np.testing.assert_allclose(pairs[("vit", 0.1, 0.5)], [11, 10, 9])
+    np.testing.assert_allclose(pairs[("vit", 1.0, 0.5)], [15, 10])
 
 
 def test_aggregate_only_writes_the_table_and_the_plot(tmp_path, fake):
@@ -272,10 +276,11 @@ def test_aggregate_only_writes_the_table_and_the_plot(tmp_path, fake):
     table = (tmp_path / "results.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| vit") or line.startswith("| resnet50")]
     assert lines == [
-        "| vit | 0.1 | 0.5 | 40.00 ± 2.00 | 3 | 50.00 ± 1.00 | 3 | +10.00 |",
-        "| vit | 1 | 0.5 | 65.00 ± 7.07 | 2 | 80.00 ± 5.00 | 3 | +15.00 |",
-        "| resnet50 | 0.1 | 0.5 | - | 0 | 55.00 | 1 | - |",
-        "| resnet50 | 1 | - | 90.00 | 1 | - | 0 | - |",
+        # Paired: seeds 0, 1, 2 give +11, +10, +9; at fraction 1 seed 2 has no baseline.
+        "| vit | 0.1 | 0.5 | 40.00 ± 2.00 | 3 | 50.00 ± 1.00 | 3 | +10.00 | +10.00 ± 1.00 | 3/3 |",
+        "| vit | 1 | 0.5 | 65.00 ± 7.07 | 2 | 80.00 ± 5.00 | 3 | +15.00 | +12.50 ± 3.54 | 2/2 |",
+        "| resnet50 | 0.1 | 0.5 | - | 0 | 55.00 | 1 | - | - | - |",
+        "| resnet50 | 1 | - | 90.00 | 1 | - | 0 | - | - | - |",
     ]
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 10_000

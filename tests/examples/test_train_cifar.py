@@ -57,24 +57,17 @@ def test_one_epoch_of_every_backbone_leaves_every_output(backbone, tmp_path):
     assert report["final_top1"] == metrics["final_top1"]
 
 
-def test_lambda_zero_trains_without_drloc(tmp_path):
-    train_cifar.main(tiny_argv(tmp_path, extra=["--lam", "0"]))
+def test_lambda_zero_trains_without_drloc_on_a_cycled_subset_and_part_of_the_test_set(tmp_path, capsys):
+    # A quarter of the 32 training images (8), cycled to the whole set's 32 an epoch ('full'):
+    # 2 steps of 16; half of the 16 test images.
+    report = train_cifar.main(tiny_argv(tmp_path, extra=[
+        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "full", "--test-fraction", "0.5"]))
     row = history(tmp_path)[0]
     assert "drloc_loss" not in row and float(row["loss"]) > 0
-
-
-def test_a_subset_is_cycled_to_epoch_images_and_the_test_set_can_be_subsampled(tmp_path, capsys):
-    # A quarter of 32 training images (8) cycled to 48 an epoch: 3 steps of 16; half the
-    # 16 test images.
-    report = train_cifar.main(tiny_argv(tmp_path, extra=[
-        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "48", "--test-fraction", "0.5"]))
     out = capsys.readouterr().out
-    assert "8 training and 8 test images" in out and "cycled to 48 images per epoch" in out
-    assert report["epoch_images"] == 48 and report["epochs"] == 1
-    # 'full' is the size of the whole training set: 8 images cycled to 32.
-    report = train_cifar.main(tiny_argv(tmp_path / "full", extra=[
-        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "full"]))
-    assert report["epoch_images"] == 32 and "cycled to 32 images" in capsys.readouterr().out
+    assert "8 training and 8 test images" in out and "cycled to 32 images per epoch" in out
+    assert report["epoch_images"] == 32 and report["epochs"] == 1
+    assert train_cifar.parse_args(["--epoch-images", "48"]).epoch_images == 48
 
 
 @pytest.fixture(scope="module")
