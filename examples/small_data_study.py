@@ -10,10 +10,11 @@ seeds. Every cell is one run of examples/train_cifar.py (its `main`, called in t
 so the same code), into OUTPUT/<backbone>-lam<lambda>-frac<fraction>-seed<seed>/. A cell
 whose metrics.json says it finished is skipped; an interrupted one is resumed from its
 last finished epoch (`--resume`); one stopped before its first epoch ended starts again.
-Every cell makes the same number of optimizer steps: an epoch is --epoch-images images
-(1000 by default), a smaller subset cycled, reshuffled, up to that size, so that a 5%
-subset is not also given a twentieth of the updates (`--epoch-images off`: each subset's
-own size per epoch, the same number of passes for every fraction).
+Every cell makes the same number of optimizer steps: by default (`--epoch-images full`) an
+epoch of every cell has as many images as the whole training set, a smaller subset cycled,
+reshuffled, up to that size, so that a 5% subset is not also given a twentieth of the
+updates (`--epoch-images off`: each subset's own size per epoch, the same number of passes
+for every fraction).
 After every cell, OUTPUT/results.csv (one row per finished cell) is rewritten atomically;
 at the end, OUTPUT/results.md (mean +- std top-1 over seeds, without and with DRLoc, and
 the difference) and OUTPUT/results.png (top-1 against the training fraction, one panel per
@@ -53,8 +54,8 @@ DEFAULT_BACKBONES = ("vit", "cvt", "swin", "resnet50")
 DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_LAMS = ("0", "default")
-DEFAULT_EPOCHS = 6
-DEFAULT_EPOCH_IMAGES = 1000
+DEFAULT_EPOCHS = 3
+DEFAULT_EPOCH_IMAGES = "full"
 
 # Reduced sizes of each family, so that the default study runs on a small CPU. They keep each
 # family's design (ViT's single 8x8 token grid at 32x32, CvT's and Swin's stages, ResNet-50's
@@ -92,7 +93,7 @@ METRICS = ("final_top1", "best_top1")
 
 TIMING_NOTE = (
     "The default study is 72 cells (4 backbones x 2 lambdas x 3 fractions x 3 seeds) on the "
-    "synthetic dataset (2000 training images, 500 test images, 32x32), each 6 epochs of 1000 "
+    "synthetic dataset (2000 training images, 500 test images, 32x32), each 3 epochs of 2000 "
     "images at batch 32 (186 steps). Its time depends on the machine and the backend "
     "(docs/results.md gives measured times): after each cell the study prints the time so far "
     "and an ETA from the cells done."
@@ -523,8 +524,9 @@ def parse_args(argv=None):
     g.add_argument("--epoch-images", type=_epoch_images, default=DEFAULT_EPOCH_IMAGES, metavar="N|full|off",
                    help="images per epoch of every run (train_cifar.py --epoch-images): 'full' cycles "
                         "each subset up to the size of the whole training set, so every cell makes "
-                        "as many optimizer steps; 'off' trains each subset for --epochs passes "
-                        "(small fractions then make few steps)")
+                        "as many optimizer steps; N cycles a subset smaller than N up to N (a larger "
+                        "one keeps its size); 'off' trains each subset for --epochs passes (small "
+                        "fractions then make few steps)")
     g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
     g.add_argument("--batch-size", type=int, default=32,
                    help="at most the smallest training subset")

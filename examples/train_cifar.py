@@ -87,10 +87,11 @@ def parse_args(argv=None):
                    help="class-balanced, seeded fraction of the test set to evaluate on (quicker "
                         "epochs on a large test set; the same images for every run of a seed)")
     g.add_argument("--epoch-images", type=_epoch_images, default=None, metavar="N|full",
-                   help="images per training epoch: a smaller training set (a --train-fraction "
-                        "subset) is cycled, reshuffled, up to N images, so that it gets as many "
-                        "optimizer steps per epoch as a larger one; 'full': the size of the whole "
-                        "training set before --train-fraction (default: the training set's size)")
+                   help="at least N images per training epoch: a smaller training set (a "
+                        "--train-fraction subset) is cycled, reshuffled, up to N images, so that it "
+                        "gets as many optimizer steps per epoch as a larger one (a larger one keeps "
+                        "its size); 'full': the size of the whole training set before "
+                        "--train-fraction (default: the training set's size)")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=100, help="training epochs")
     g.add_argument("--batch-size", type=int, default=128,

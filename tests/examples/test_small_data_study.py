@@ -133,9 +133,8 @@ def test_the_default_grid_is_four_backbones_two_lambdas_three_fractions_three_se
     resnet = next(c for c in cells if c.backbone == "resnet50")
     parsed = train_cifar.parse_args(resnet.argv)
     assert parsed.dataset == "synthetic" and parsed.image_size == 32
-    # Every cell makes as many optimizer steps: each subset is cycled to 1000 images an epoch.
-    assert study.DEFAULT_EPOCH_IMAGES == 1000
-    assert all(train_cifar.parse_args(c.argv).epoch_images == 1000 for c in cells)
+    # Every cell makes as many optimizer steps: each subset is cycled to the full set's size.
+    assert all(train_cifar.parse_args(c.argv).epoch_images == "full" for c in cells)
     assert parsed.backbone_args == study.SMALL_BACKBONE_ARGS["resnet50"]
 
 
