@@ -522,11 +522,9 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default=None, help="the dataset's files (see train_cifar.py)")
     g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of every run")
     g.add_argument("--epoch-images", type=_epoch_images, default=DEFAULT_EPOCH_IMAGES, metavar="N|full|off",
-                   help="images per epoch of every run (train_cifar.py --epoch-images): 'full' cycles "
-                        "each subset up to the size of the whole training set, so every cell makes "
-                        "as many optimizer steps; N cycles a subset smaller than N up to N (a larger "
-                        "one keeps its size); 'off' trains each subset for --epochs passes (small "
-                        "fractions then make few steps)")
+                   help="train_cifar.py --epoch-images of every run ('full': every cell makes as "
+                        "many optimizer steps); 'off' leaves it out, so each subset trains for "
+                        "--epochs passes of its own size")
     g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
     g.add_argument("--batch-size", type=int, default=32,
                    help="at most the smallest training subset")
