@@ -369,7 +369,27 @@ class DRLocModel(keras.Model):
         callbacks = list(callbacks or [])
         if self.drloc_enabled and self.lam_schedule != "constant" and self.steps_per_epoch is None:
             callbacks.append(_StepsPerEpoch())
+        self._build_before_tracing(x, y)
         return super().fit(x, y, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
+
+    def _build_before_tracing(self, x, y):
+        # Without a distribution strategy, Keras' TensorFlow trainer builds the optimizer,
+        # the compiled metrics and the compiled loss inside the first trace of the train
+        # step, and a tf.function that creates variables is traced a second time: every
+        # fit would pay for two traces. Build them beforehand from the shapes of a batch,
+        # as the trainer itself does under a strategy.
+        if keras.backend.backend() != "tensorflow" or not hasattr(self, "_symbolic_build"):
+            return
+        import tensorflow as tf
+
+        if isinstance(x, tf.data.Dataset):
+            batch = x.element_spec
+        elif x is not None and y is not None and hasattr(x, "shape") and hasattr(y, "shape"):
+            batch = (x, y)
+        else:  # generators, PyDatasets: left to the trainer
+            return
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=batch)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y)

@@ -42,21 +42,21 @@ def _worker_ids(config):
 
 def pytest_sessionstart(session):
     config = session.config
-    if not hasattr(config, "workerinput") and config.cache is not None:
+    if not hasattr(config, "workerinput") and getattr(config, "cache", None) is not None:
         for worker in _worker_ids(config):
             config.cache.set(_CACHE_KEY + worker, {})
 
 
 def pytest_sessionfinish(session):
     config = session.config
-    if hasattr(config, "workerinput") and config.cache is not None:
+    if hasattr(config, "workerinput") and getattr(config, "cache", None) is not None:
         config.cache.set(_CACHE_KEY + config.workerinput["workerid"], _recorded())
 
 
 def pytest_terminal_summary(terminalreporter):
     config = terminalreporter.config
     merged = dict(_recorded())
-    if config.cache is not None:
+    if getattr(config, "cache", None) is not None:
         for worker in _worker_ids(config):
             for name, value in (config.cache.get(_CACHE_KEY + worker, {}) or {}).items():
                 merged[name] = max(merged.get(name, 0.0), value)

@@ -213,3 +213,29 @@ def test_one_hot_labels_and_a_user_loss():
     )
     history = model.fit(x, keras.utils.to_categorical(y, 4), batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["drloc_loss"][0])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="TensorFlow's tf.function retraces a step that creates variables; "
+                           "JAX and PyTorch build them outside the step")
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_tensorflow_traces_the_train_step_once(source):
+    import tensorflow as tf
+
+    traces = []
+
+    class Counting(DRLocModel):
+        def train_step(self, data):  # Python runs only while tf.function traces
+            traces.append(1)
+            return super().train_step(data)
+
+    x, y = _images(32)
+    model = Counting(tiny_backbone(), lam=0.5, sample_size=4, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), metrics=["accuracy"])
+    if source == "arrays":
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    else:
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True), epochs=2,
+                  shuffle=False, verbose=0)
+    assert len(traces) == 1
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
