@@ -5,10 +5,11 @@
 # a one-epoch run of the training program on each. Any failure, including a run that
 # collects no test (pytest exit 5), stops it with a non-zero exit. Extra arguments go to
 # every pytest call (e.g. -x, -k NAME). The heavier stages run in DRLOC_TEST_WORKERS
-# pytest-xdist processes (default 2, one per core of the CI machine; 0 runs in this process).
+# pytest-xdist processes (default 2, one per core of the CI machine; 0 runs in this process);
+# tests that share a module fixture are grouped on one worker (xdist_group), so it is built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-workers=(-n "${DRLOC_TEST_WORKERS:-2}")
+workers=(-n "${DRLOC_TEST_WORKERS:-2}" --dist loadgroup)
 
 echo "=== drloc_ref (NumPy) ==="
 python -m pytest tests/ref "$@"

@@ -17,8 +17,8 @@ TINY = {
     "t2t_vit_14_32": dict(image_size=16, token_dim=8, embed_dim=16, depth=1, num_heads=2),
     "vit_base_16": dict(image_size=32, embed_dim=16, depth=1, num_heads=2),
     "vit_32": dict(image_size=16, embed_dim=16, depth=1, num_heads=2),
-    "resnet50": dict(image_size=64),
-    "resnet50_32": dict(image_size=16),
+    "resnet50": dict(image_size=64, width_multiplier=0.125),
+    "resnet50_32": dict(image_size=16, width_multiplier=0.125),
 }
 
 

@@ -344,6 +344,7 @@ def real_study(tmp_path_factory):
     return output, argv, report
 
 
+@pytest.mark.xdist_group("real_study")  # one worker trains the shared study once
 def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real_study, monkeypatch):
     output, argv, report = real_study
     assert sorted(report["ran"]) == ["vit-lam0-frac0.5-seed0", "vit-lam0.5-frac0.5-seed0"] and not report["failed"]
@@ -364,6 +365,7 @@ def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real
     assert (output / "results.csv").read_bytes() == before
 
 
+@pytest.mark.xdist_group("real_study")  # one worker trains the shared study once
 def test_visualize_drloc_draws_the_offsets_of_a_trained_head(real_study, tmp_path):
     output, _, _ = real_study
     figure = tmp_path / "offsets.png"

@@ -85,6 +85,7 @@ def copy_of_finished_run(finished_run, tmp_path):
     return output
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
 def test_eval_only_reads_the_saved_model(copy_of_finished_run, capsys):
     tmp_path = copy_of_finished_run
     report = train_cifar.main(tiny_argv(tmp_path, extra=["--eval-only"]))
@@ -101,6 +102,7 @@ def test_resume_finishes_the_remaining_epochs(tmp_path):
     assert [int(r["epoch"]) for r in history(tmp_path)] == [0, 1]
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
 def test_resume_with_a_different_configuration_is_refused(copy_of_finished_run, capsys):
     tmp_path = copy_of_finished_run
     with pytest.raises(SystemExit) as exit_info:
@@ -110,6 +112,7 @@ def test_resume_with_a_different_configuration_is_refused(copy_of_finished_run, 
     assert "--lam: saved 0.1, now 0.7" in err and "--mode: saved 'l1', now 'ce'" in err
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
 def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run, capsys):
     tmp_path = copy_of_finished_run
     with pytest.raises(SystemExit):
