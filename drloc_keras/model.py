@@ -388,8 +388,14 @@ class DRLocModel(keras.Model):
             batch = (x, y)
         else:  # generators, PyDatasets: left to the trainer
             return
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=batch)
+        try:
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=batch)
+        except (ValueError, TypeError, RuntimeError, NotImplementedError):
+            # Shapes the model cannot be built from symbolically (for example a dataset of
+            # unknown image sizes): the trainer builds what is left inside the trace, as
+            # it always did; this only saves the second trace.
+            pass
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_labels(y)
