@@ -28,8 +28,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
 
     The optimizer reads its learning rate once per variable (TensorFlow's weight decay
     does), so the schedule is traced once per variable too: a cond there costs tens of
-    milliseconds each, about a third of the trace of a small model's train step, where
-    the element-wise select costs a few ops.
+    milliseconds of tracing each, seconds over a model's variables, where the element-wise
+    select costs a few ops.
     """
 
     def __call__(self, step):
