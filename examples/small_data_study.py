@@ -54,7 +54,7 @@ DEFAULT_BACKBONES = ("vit", "cvt", "swin", "resnet50")
 DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_LAMS = ("0", "default")
-DEFAULT_EPOCHS = 3
+DEFAULT_EPOCHS = 2
 DEFAULT_EPOCH_IMAGES = "full"
 
 # Reduced sizes of each family, so that the default study runs on a small CPU. They keep each
@@ -93,8 +93,8 @@ METRICS = ("final_top1", "best_top1")
 
 TIMING_NOTE = (
     "The default study is 72 cells (4 backbones x 2 lambdas x 3 fractions x 3 seeds) on the "
-    "synthetic dataset (2000 training images, 500 test images, 32x32), each 3 epochs of 2000 "
-    "images at batch 32 (186 steps). Its time depends on the machine and the backend "
+    "synthetic dataset (2000 training images, 500 test images, 32x32), each 2 epochs of 2000 "
+    "images at batch 32 (124 steps). Its time depends on the machine and the backend "
     "(docs/results.md gives measured times): after each cell the study prints the time so far "
     "and an ETA from the cells done."
 )
