@@ -12,6 +12,28 @@ def _check_int(name, value, minimum):
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Found {name}={value!r}")
 
 
+HIDDEN_AUTO = "auto"
+AUTO_HIDDEN_CAP = 512
+INITIALIZERS = ("glorot", "trunc_normal")
+
+
+def hidden_width(hidden, channels):
+    """The MLP width of a head on `channels`-channel features: `hidden` itself, or for
+    `"auto"` twice the channels, at most 512 (so 512, the authors' width, for C >= 256)."""
+    if hidden == HIDDEN_AUTO:
+        return min(AUTO_HIDDEN_CAP, 2 * int(channels))
+    return hidden
+
+
+def _dense_initializers(initializer):
+    """`(kernel, bias)` initializers of the head's Dense layers for `initializer`."""
+    if initializer == "trunc_normal":
+        # The authors' Swin and T2T-ViT re-initialise every Linear layer of the model, the
+        # DRLoc MLP included, with a truncated normal of std 0.02 and zero biases.
+        return keras.initializers.TruncatedNormal(stddev=0.02), "zeros"
+    return "glorot_uniform", "zeros"
+
+
 def _check_grid(height, width, where):
     for name, value in (("height", height), ("width", width)):
         if value is None:
@@ -93,9 +115,14 @@ class DRLocHead(keras.layers.Layer):
         mode: `"l1"` (regress the offsets), `"ce"` (classify them) or `"cbr"`
             (variance-aware regression over the class distribution).
         sample_size: pairs per image, `m` (default 64).
-        hidden: width of the MLP (default 512).
+        hidden: width of the MLP (default 512, the authors'), or `"auto"`: twice the
+            channels of the feature map, at most 512 (a head in proportion to a small
+            backbone; 512 for C >= 256).
         use_abs: predict `|p - q|` (default) instead of the signed offset.
         normalize: divide targets into [0, 1] (only with `mode="l1"`).
+        initializer: `"glorot"` (default: Keras' Dense initialisation, Glorot-uniform
+            kernels) or `"trunc_normal"` (the authors' Swin and T2T-ViT: truncated normal
+            kernels of std 0.02); biases start at zero in both.
         seed: int or None, seeds the layer's own `keras.random.SeedGenerator`.
 
     Input shape:
@@ -120,12 +147,20 @@ class DRLocHead(keras.layers.Layer):
         hidden=512,
         use_abs=True,
         normalize=False,
+        initializer="glorot",
         seed=None,
         **kwargs,
     ):
         check_mode(mode)
         _check_int("sample_size", sample_size, 1)
-        _check_int("hidden", hidden, 1)
+        if hidden != HIDDEN_AUTO:
+            if isinstance(hidden, str):
+                raise ValueError(f"`hidden` must be an integer >= 1 or 'auto'. Found hidden={hidden!r}")
+            _check_int("hidden", hidden, 1)
+        if initializer not in INITIALIZERS:
+            raise ValueError(
+                f"`initializer` must be one of {INITIALIZERS}. Found initializer={initializer!r}"
+            )
         if normalize and mode != "l1":
             raise ValueError(
                 f"`normalize=True` is only allowed with mode='l1': mode={mode!r} needs integer "
@@ -139,6 +174,7 @@ class DRLocHead(keras.layers.Layer):
         self.hidden = hidden
         self.use_abs = bool(use_abs)
         self.normalize = bool(normalize)
+        self.initializer = initializer
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="pair_sampler")
 
@@ -153,11 +189,14 @@ class DRLocHead(keras.layers.Layer):
         if channels is None:
             raise ValueError("DRLocHead needs a static channel count C; found C=None")
         self.height, self.width, self.channels = int(height), int(width), int(channels)
-        last_width = 2 if self.mode == "l1" else self.hidden
+        self.units = hidden_width(self.hidden, self.channels)
+        kernel, bias = _dense_initializers(self.initializer)
+        init = dict(kernel_initializer=kernel, bias_initializer=bias, dtype=self.dtype_policy)
+        last_width = 2 if self.mode == "l1" else self.units
         self.trunk = [
-            keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy, name="trunk_0"),
-            keras.layers.Dense(self.hidden, activation="relu", dtype=self.dtype_policy, name="trunk_1"),
-            keras.layers.Dense(last_width, dtype=self.dtype_policy, name="trunk_2"),
+            keras.layers.Dense(self.units, activation="relu", name="trunk_0", **init),
+            keras.layers.Dense(self.units, activation="relu", name="trunk_1", **init),
+            keras.layers.Dense(last_width, name="trunk_2", **init),
         ]
         in_width = 2 * self.channels
         for layer in self.trunk:
@@ -167,21 +206,23 @@ class DRLocHead(keras.layers.Layer):
         if self.mode != "l1":
             k_rows, k_cols = num_classes(self.height, self.width, self.use_abs)
             self.heads = [
-                keras.layers.Dense(k_rows, dtype=self.dtype_policy, name="rows"),
-                keras.layers.Dense(k_cols, dtype=self.dtype_policy, name="cols"),
+                keras.layers.Dense(k_rows, name="rows", **init),
+                keras.layers.Dense(k_cols, name="cols", **init),
             ]
             for layer in self.heads:
-                layer.build((None, None, self.hidden))
+                layer.build((None, None, self.units))
 
-    def sample(self, batch):
-        """Draw `(p, q)`, each int32 `[batch, m, 2]`, from the layer's seed generator.
+    def sample(self, batch, seed_generator=None):
+        """Draw `(p, q)`, each int32 `[batch, m, 2]`, from the layer's seed generator (or
+        from `seed_generator`: `DRLocModel` draws every head's pairs from one generator).
 
         Under a multi-replica `tf.distribute` strategy `batch` is the replica's share of
         the global batch, and each replica keeps its own slice of a draw for the global
         batch (see `sample_positions`), so no two images share their positions.
         """
         replica, replicas = replica_context()
-        args = (batch, self.height, self.width, self.sample_size, self.seed_generator, replica, replicas)
+        seed = self.seed_generator if seed_generator is None else seed_generator
+        args = (batch, self.height, self.width, self.sample_size, seed, replica, replicas)
         return sample_positions(*args), sample_positions(*args)
 
     def call(self, features, positions=None):
@@ -217,6 +258,7 @@ class DRLocHead(keras.layers.Layer):
             hidden=self.hidden,
             use_abs=self.use_abs,
             normalize=self.normalize,
+            initializer=self.initializer,
             seed=self.seed,
         )
         return config

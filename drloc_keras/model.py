@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from drloc_keras.layers import DRLocHead
+from drloc_keras.layers import HIDDEN_AUTO, INITIALIZERS, DRLocHead
 from drloc_keras.losses import check_mode, drloc_loss
 from drloc_keras.replicas import replica_context
 from drloc_keras.schedules import check_schedule, lambda_at_epoch
@@ -112,11 +112,18 @@ class DRLocModel(keras.Model):
         mode: `"l1"` (default), `"ce"` or `"cbr"`: the DRLoc loss.
         sample_size: pairs sampled per image and feature map (default 64).
         use_abs, normalize: the target (spec section 4); defaults `True`, `False`.
-        hidden: width of each head's MLP (default 512).
+        hidden: width of each head's MLP (default 512, the authors'), or `"auto"`:
+            twice the channels of the head's feature map, at most 512.
+        head_initializer: `"glorot"` (default) or `"trunc_normal"` (the authors' Swin
+            and T2T-ViT: std 0.02) for the heads' Dense kernels.
         feature_maps: which of the backbone's feature maps get a head: `"last"`
             (default), `"all"` (multi-scale: the losses of the heads are summed), or a
             list of indices into the backbone's feature maps.
-        seed: int or None; head `i` samples pairs with seed `seed + i`.
+        seed: int or None; seeds the model's pair sampler. Every head draws its pairs
+            from that one `keras.random.SeedGenerator`, one head after the other, so the
+            heads' positions are independent on every backend (generators seeded
+            `seed`, `seed + 1`, ... would draw shifted copies of one stream on PyTorch,
+            whose draw `j` is seeded with `seed + j`).
 
     Metrics added to `fit`'s logs: `ce_loss` (the compiled loss), `drloc_loss` (the
     sum over heads, before lambda) and `lambda` (its value at the last step).
@@ -143,11 +150,18 @@ class DRLocModel(keras.Model):
         normalize=False,
         hidden=512,
         feature_maps="last",
+        head_initializer="glorot",
         seed=None,
         **kwargs,
     ):
         check_schedule(lam_schedule, lam, warmup_epochs, total_epochs)
         check_mode(mode)
+        if hidden != HIDDEN_AUTO and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+            raise ValueError(f"`hidden` must be an integer >= 1 or 'auto'. Found hidden={hidden!r}")
+        if head_initializer not in INITIALIZERS:
+            raise ValueError(
+                f"`head_initializer` must be one of {INITIALIZERS}. Found head_initializer={head_initializer!r}"
+            )
         if steps_per_epoch is not None and (
             isinstance(steps_per_epoch, bool)
             or not isinstance(steps_per_epoch, int)
@@ -175,10 +189,13 @@ class DRLocModel(keras.Model):
         self.use_abs = bool(use_abs)
         self.normalize = bool(normalize)
         self.hidden = hidden
+        self.head_initializer = head_initializer
         self.feature_maps = list(feature_maps) if isinstance(feature_maps, tuple) else feature_maps
         self.seed = seed
         self.drloc_enabled = not (self.lam == 0.0 and lam_schedule == "constant")
 
+        # One generator for the pairs of every head (see `seed` above).
+        self.pair_sampler = keras.random.SeedGenerator(seed, name="drloc_pair_sampler")
         self.step_variable = self.add_weight(
             name="drloc_step", shape=(), dtype="int32", initializer="zeros", trainable=False
         )
@@ -257,6 +274,7 @@ class DRLocModel(keras.Model):
                 hidden=self.hidden,
                 use_abs=self.use_abs,
                 normalize=self.normalize,
+                initializer=self.head_initializer,
                 seed=None if self.seed is None else self.seed + k,
                 dtype=self.dtype_policy,
                 name=f"drloc_head_{k}",
@@ -288,11 +306,19 @@ class DRLocModel(keras.Model):
         if not training or not self.drloc_enabled:
             return logits
         total = None
-        for head, index in zip(self.heads, self.map_indices):
-            pred, target = head(maps[index])
+        for head, index, positions in zip(self.heads, self.map_indices, self.sample_positions(maps)):
+            pred, target = head(maps[index], positions=positions)
             loss = drloc_loss(pred, target, self.mode)
             total = loss if total is None else total + loss
         return {"logits": logits, "drloc_loss": total}
+
+    def sample_positions(self, maps):
+        """`[(p, q)]`, one per head: the pairs of one training step for the feature maps
+        `maps` (all of the backbone's), drawn head after head from `pair_sampler`."""
+        return [
+            head.sample(ops.shape(maps[index])[0], self.pair_sampler)
+            for head, index in zip(self.heads, self.map_indices)
+        ]
 
     def current_lambda(self):
         """Lambda at the current training step (a float32 tensor)."""
@@ -440,6 +466,7 @@ class DRLocModel(keras.Model):
             "normalize": self.normalize,
             "hidden": self.hidden,
             "feature_maps": self.feature_maps,
+            "head_initializer": self.head_initializer,
             "seed": self.seed,
         }
 

@@ -13,6 +13,8 @@ import tempfile
 import keras
 import numpy as np
 
+from drloc_keras.optimizers import AdamW
+
 # --- The recipe ---------------------------------------------------------------------------
 
 
@@ -49,8 +51,14 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
             return ops.where(step < warmup_steps, warm, decayed)
 
 
-def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs):
-    """AdamW with linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0."""
+def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False):
+    """AdamW with linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0.
+
+    Weight decay skips biases, normalisation parameters, position embeddings, class tokens
+    and relative position bias tables, as in the authors' recipe
+    (`drloc_keras.optimizers.AdamW`); `decay_all=True` decays every variable, as
+    `keras.optimizers.AdamW` does.
+    """
     total = max(1, steps_per_epoch * epochs)
     warmup = min(steps_per_epoch * warmup_epochs, total - 1)
     if warmup > 0:
@@ -62,7 +70,55 @@ def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs):
         )
     else:
         schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    if decay_all:
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    return AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
+# --- Input normalisation ------------------------------------------------------------------
+
+
+def channel_statistics(images, channels=3, chunk=4096):
+    """Per-channel mean and variance of `images` `[N, H, W, C]` (any dtype, 0-255 range).
+
+    Grey images (`C == 1`) are counted as the `channels`-channel images the input pipeline
+    makes of them (the grey value in every channel). Computed in float64, `chunk` images
+    at a time, so a large uint8 set is never held as floats at once.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty [N, H, W, C] array. Found shape {images.shape}")
+    total = np.zeros(images.shape[-1])
+    squares = np.zeros(images.shape[-1])
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk].astype("float64")
+        total += part.sum(axis=(0, 1, 2))
+        squares += np.square(part).sum(axis=(0, 1, 2))
+    count = images.shape[0] * images.shape[1] * images.shape[2]
+    mean = total / count
+    variance = np.maximum(squares / count - np.square(mean), 0.0)
+    if images.shape[-1] == 1 and channels != 1:
+        mean, variance = np.repeat(mean, channels), np.repeat(variance, channels)
+    return mean, variance
+
+
+def with_input_normalization(backbone, mean, variance, name=None):
+    """`backbone` behind a `keras.layers.Normalization` with the given per-channel
+    statistics: a functional model with the backbone's input shape and outputs, whose
+    statistics are saved with it (so a loaded model takes raw 0-255 images).
+
+    The normalisation computes in float32 under any dtype policy. Variances below 1 (a
+    standard deviation under one grey level, such as a channel that is constant in the
+    training images) are raised to 1, so that such a channel is shifted rather than blown
+    up by `1 / epsilon` on other images.
+    """
+    shape = tuple(backbone.inputs[0].shape[1:])
+    inputs = keras.Input(shape, name="images")
+    normalized = keras.layers.Normalization(
+        mean=[float(m) for m in mean], variance=[max(float(v), 1.0) for v in variance],
+        dtype="float32", name="input_normalization",
+    )(inputs)
+    return keras.Model(inputs, backbone(normalized), name=name or backbone.name)
 
 
 # --- Input pipelines ----------------------------------------------------------------------

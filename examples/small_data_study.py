@@ -30,6 +30,7 @@ RandAugment, MixUp, CutMix or erasing; `--full-recipe` keeps train_cifar.py's).
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -57,18 +58,10 @@ DEFAULT_LAMS = ("0", "default")
 DEFAULT_EPOCHS = 2
 DEFAULT_EPOCH_IMAGES = "full"
 
-# Reduced sizes of each family, so that the default study runs on a small CPU. They keep each
-# family's design (ViT's single 8x8 token grid at 32x32, CvT's and Swin's stages, ResNet-50's
-# blocks) at a fraction of the width and depth. They apply to family names only: a size name
-# (e.g. swin_tiny_32) is trained at its own size; --full-size trains the families at theirs.
-SMALL_BACKBONE_ARGS = {
-    "vit": {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
-    "cvt": {"embed_dims": [32, 64, 128], "num_heads": [1, 2, 4], "depths": [1, 1, 2]},
-    "swin": {"embed_dim": 32, "depths": [2, 2, 2], "num_heads": [1, 2, 4]},
-    "t2t": {"token_dim": 32, "embed_dim": 64, "depth": 4, "num_heads": 4},
-    "cct": {"num_layers": 2, "num_heads": 2, "embed_dim": 64, "tokenizer_channels": 32},
-    "resnet50": {"width_multiplier": 0.125},
-}
+# Reduced sizes of each family (drloc_keras.backbones.REDUCED_ARGS). They apply to family
+# names only: a size name (e.g. swin_tiny_32) is trained at its own size; --full-size trains
+# the families at theirs.
+SMALL_BACKBONE_ARGS = backbones.REDUCED_ARGS
 
 # train_cifar.py flags that keep the class of the synthetic dataset: a flip or a rotation
 # changes the direction that is the class, CutMix and erasing can cut a shape out.
@@ -82,12 +75,14 @@ RESERVED = {
     "output": "--output", "dataset": "--dataset", "data_dir": "--data-dir",
     "image_size": "--image-size", "epochs": "--epochs", "batch_size": "--batch-size",
     "lr": "--lr", "warmup_epochs": "--warmup-epochs", "epoch_images": "--epoch-images", "backbone_args": "--backbone-args",
+    "head_hidden": "--head-hidden",
     "verbose": "--verbose", "resume": None, "eval_only": None,
 }
 
 RESULT_FIELDS = (
     "cell", "backbone", "lam", "fraction", "seed", "dataset", "image_size", "epochs",
     "final_top1", "best_top1", "final_top5", "best_top5", "parameters", "seconds_per_epoch",
+    "settings",
 )
 METRICS = ("final_top1", "best_top1")
 
@@ -155,7 +150,7 @@ def cell_argv(args, backbone, lam, fraction, seed, folder):
         "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
         "--lr", repr(args.lr), "--warmup-epochs", str(args.warmup_epochs),
         *([] if args.epoch_images == "off" else ["--epoch-images", str(args.epoch_images)]),
-        "--backbone", backbone, "--lam", repr(float(lam)),
+        "--backbone", backbone, "--lam", repr(float(lam)), "--head-hidden", str(args.head_hidden),
         "--backbone-args", json.dumps(backbone_args_for(backbone, args), sort_keys=True),
         "--train-fraction", repr(float(fraction)), "--seed", str(seed),
         "--output", folder, "--verbose", str(args.verbose),
@@ -234,9 +229,23 @@ def config_mismatches(cells):
 # --- Results -------------------------------------------------------------------------------
 
 
+def settings_key(config):
+    """A short fingerprint of a run's settings (train_cifar.py's configuration without the
+    flags that may change between a run and its resumption): two runs with the same key
+    trained the same way. It ties a row of results.csv to the settings that made it."""
+    kept = {k: v for k, v in config.items() if k not in train_cifar.RESUMABLE + ("verbose",)}
+    text = json.dumps(kept, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def cell_settings_key(cell):
+    return settings_key(vars(train_cifar.parse_args(cell.argv)))
+
+
 def result_row(cell_folder_name, metrics):
     config = metrics["config"]
     return {
+        "settings": settings_key(config),
         "cell": cell_folder_name,
         "backbone": config["backbone"],
         "lam": config["lam"],
@@ -282,10 +291,12 @@ def write_results(path, rows):
     training.atomic_write_text(path, buffer.getvalue())
 
 
-def update_results(path, cells):
-    """Rewrite results.csv: the finished cells of the grid, and the rows of other cells that
-    an earlier study with another grid left there."""
+def update_results(path, cells, carried=None):
+    """Rewrite results.csv: the finished cells of the grid, the rows `carried` over from
+    `--continue-from` for cells that have no finished run here, and the rows of other cells
+    that an earlier study with another grid left there."""
     rows = {}
+    carried = carried or {}
     if os.path.exists(path):
         rows = {row["cell"]: row for row in read_results(path)}
     for cell in cells:
@@ -293,6 +304,8 @@ def update_results(path, cells):
         metrics = read_json(os.path.join(cell.folder, "metrics.json"))
         if metrics is not None and is_finished(metrics):
             rows[cell.name] = result_row(cell.name, metrics)
+        elif cell.name in carried:
+            rows[cell.name] = carried[cell.name]
     write_results(path, list(rows.values()))
     return list(rows.values())
 
@@ -534,6 +547,11 @@ def parse_args(argv=None):
     g.add_argument("--backbone-args", type=json.loads, default={}, metavar="JSON",
                    help="constructor overrides per family or size, over the reduced sizes, e.g. "
                         '\'{"vit": {"depth": 6}}\'')
+    g.add_argument("--head-hidden", type=train_cifar._head_hidden, default="auto", metavar="N|auto",
+                   help="width of the DRLoc head's MLP for every run: 'auto' (default) is twice the "
+                        "channels of the feature map, at most 512, so that the head of a reduced "
+                        "backbone is in proportion to it (docs/results.md gives the measured cost); "
+                        "512 is the authors'")
     g.add_argument("--full-size", action="store_true",
                    help="train the families at their registry size instead of the reduced one "
                         f"({json.dumps(SMALL_BACKBONE_ARGS)})")
@@ -548,6 +566,11 @@ def parse_args(argv=None):
                    help="study folder: one sub-folder per cell, results.csv, results.md, results.png")
     g.add_argument("--metric", default="final_top1", choices=METRICS,
                    help="top-1 of the table and plot: after the last epoch, or the best epoch's")
+    g.add_argument("--continue-from", default=None, metavar="CSV",
+                   help="a results.csv of an earlier run of this study (e.g. committed under "
+                        "docs/results/): its cells with the same settings are not trained again, "
+                        "and their rows join OUTPUT/results.csv, so a study can be finished over "
+                        "several sessions on fresh machines")
     g.add_argument("--aggregate-only", action="store_true",
                    help="write results.md and results.png from results.csv and train nothing")
     g.add_argument("--list", action="store_true", help="print the cells and their state, train nothing")
@@ -612,7 +635,7 @@ def _summary_line(args):
     per_epoch = {"off": "", "full": " of the full set's size"}.get(args.epoch_images, f" of {args.epoch_images} images")
     return (f"dataset {args.dataset}, {args.image_size}x{args.image_size}, {args.epochs} epochs{per_epoch}, "
             f"batch {args.batch_size}, base lr {args.lr:g}, warm-up {args.warmup_epochs} epochs, "
-            f"{'full-size' if args.full_size else 'reduced'} backbones"
+            f"{'full-size' if args.full_size else 'reduced'} backbones, DRLoc head width {args.head_hidden}"
             + (", label-safe augmentation" if args.dataset in data.FLIP_CHANGES_CLASS
                and not args.full_recipe else "")
             + (f", extra flags `{' '.join(args.train_args)}`" if args.train_args else ""))
@@ -635,7 +658,29 @@ def _eta(left, durations):
     return total
 
 
-def _run_cell(i, cell, cells, args, report, start, durations, pending):
+def carried_rows(path, cells):
+    """The rows of a results.csv (`--continue-from`, e.g. one committed by an earlier session)
+    that finish cells of this grid: same cell name and the same settings fingerprint.
+    Returns `({cell name: row}, [names of rows whose settings differ])`."""
+    if not os.path.exists(path):
+        train_cifar.fail(f"--continue-from {path}: no such file")
+    try:
+        rows = {row["cell"]: row for row in read_results(path)}
+    except (KeyError, ValueError, csv.Error) as e:
+        train_cifar.fail(f"--continue-from {path}: not a results.csv of the study ({type(e).__name__}: {e})")
+    carried, other = {}, []
+    for cell in cells:
+        row = rows.get(cell.name)
+        if row is None:
+            continue
+        if row.get("settings") == cell_settings_key(cell) and row.get("final_top1") not in (None, ""):
+            carried[cell.name] = row
+        else:
+            other.append(cell.name)
+    return carried, other
+
+
+def _run_cell(i, cell, cells, args, report, start, durations, pending, carried):
     """Train (or skip, or resume) one cell, then rewrite results.csv."""
     where = (f"[{i}/{len(cells)}] {cell.backbone} lam={cell.lam:g} fraction={cell.fraction:g} "
              f"seed={cell.seed}")
@@ -643,6 +688,10 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending):
     if state == FINISHED:
         report["skipped"].append(cell.name)
         print(f"{where}: finished before, skipped")
+        return
+    if cell.name in carried and state == NEW:
+        report["skipped"].append(cell.name)
+        print(f"{where}: in --continue-from, skipped")
         return
     argv = list(cell.argv)
     if state == PARTIAL:
@@ -675,7 +724,7 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending):
     finally:
         keras.backend.clear_session()
     durations.append(((cell.backbone, cell.fraction), time.time() - cell_start))
-    update_results(os.path.join(args.output, "results.csv"), cells)
+    update_results(os.path.join(args.output, "results.csv"), cells, carried)
 
 
 def main(argv=None):
@@ -716,6 +765,12 @@ def main(argv=None):
         train_cifar.fail(f"{len(mismatched)} cell(s) in {args.output} were run with other settings:\n"
                          f"{lines}{more}\nUse another --output, the same settings, or delete those folders.")
 
+    carried = {}
+    if args.continue_from:
+        carried, other = carried_rows(args.continue_from, cells)
+        print(f"--continue-from {args.continue_from}: {len(carried)} cell(s) of this grid finished there"
+              + (f"; {len(other)} row(s) with other settings ignored ({', '.join(other[:3])}"
+                 f"{', ...' if len(other) > 3 else ''})" if other else ""))
     states = {cell.name: cell_state(cell.folder) for cell in cells}
     if args.list:
         for i, cell in enumerate(cells, 1):
@@ -733,7 +788,8 @@ def main(argv=None):
         "train_args": args.train_args,
     }
     training.atomic_write_text(os.path.join(args.output, "study.json"), json.dumps(study, indent=2))
-    pending = [c for c in cells if states[c.name] != FINISHED]
+    pending = [c for c in cells if states[c.name] != FINISHED
+               and not (c.name in carried and states[c.name] == NEW)]
     to_run = len(pending)
     print(f"small-data study: {len(cells)} cells, {len(cells) - to_run} finished before, {to_run} to run; "
           f"{study['summary']}; in {args.output}")
@@ -741,13 +797,13 @@ def main(argv=None):
     start, durations = time.time(), []
     try:
         for i, cell in enumerate(cells, 1):
-            _run_cell(i, cell, cells, args, report, start, durations, pending)
+            _run_cell(i, cell, cells, args, report, start, durations, pending, carried)
             if report["interrupted"]:
                 break
     except KeyboardInterrupt:  # between two cells, or while one is set up
         report["interrupted"] = True
 
-    rows = update_results(csv_path, cells)
+    rows = update_results(csv_path, cells, carried)
     if rows:
         report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
     if report["interrupted"]:

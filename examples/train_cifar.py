@@ -32,7 +32,11 @@ MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float1
 # Settings added after runs were first saved, with the value those runs trained with:
 # runs saved before --flip existed always flipped.
 # runs saved before --epoch-images existed had epochs of their training set's size.
-LEGACY_DEFAULTS = {"flip": True, "epoch_images": None, "test_fraction": 1.0}
+# runs saved before the input normalisation, the weight-decay exclusions and the head flags
+# existed fed raw 0-255 pixels, decayed every variable and had a 512-wide Glorot head.
+LEGACY_DEFAULTS = {"flip": True, "epoch_images": None, "test_fraction": 1.0,
+                   "input_normalization": "none", "decay_all_weights": True, "head_hidden": 512,
+                   "head_init": "glorot", "lam_warmup_epochs": 20, "lam_total_epochs": 300}
 # Flags that may change between a run and its resumption (the global batch, not the
 # number of devices, fixes the optimisation, so a run may resume with or without --distribute).
 RESUMABLE = ("resume", "eval_only", "output", "data_dir", "distribute")
@@ -53,6 +57,18 @@ def _epoch_images(text):
     return value
 
 
+def _head_hidden(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive width or 'auto'; found {text!r}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -65,9 +81,21 @@ def parse_args(argv=None):
                    help="DRLoc weight lambda; 0 turns DRLoc off (default: the authors' value "
                         "for the family: 0.1 CvT/T2T/CCT, 0.5 Swin/ViT/ResNet-50)")
     g.add_argument("--lam-schedule", default="constant", choices=["constant", "warmup-decay"],
-                   help="constant lambda, or the authors' warm-up over 20 epochs then linear decay")
+                   help="constant lambda, or the authors' linear warm-up over --lam-warmup-epochs "
+                        "then linear decay to 0 at --lam-total-epochs")
+    g.add_argument("--lam-warmup-epochs", type=int, default=20,
+                   help="warmup-decay: epochs of the linear warm-up of lambda (the authors' 20)")
+    g.add_argument("--lam-total-epochs", type=int, default=300,
+                   help="warmup-decay: the epoch at which lambda has decayed to 0 (the authors' 300; "
+                        "their runs stop at epoch 100)")
     g.add_argument("--mode", default="l1", choices=["l1", "ce", "cbr"], help="DRLoc loss")
     g.add_argument("--sample-size", type=int, default=64, help="pairs per image (m)")
+    g.add_argument("--head-hidden", type=_head_hidden, default=512, metavar="N|auto",
+                   help="width of the DRLoc head's MLP: the authors' 512, or 'auto': twice the channels "
+                        "of the feature map, at most 512 (a head in proportion to a small backbone)")
+    g.add_argument("--head-init", default="glorot", choices=["glorot", "trunc_normal"],
+                   help="initialisation of the DRLoc head's kernels: Keras' Glorot-uniform, or the "
+                        "authors' truncated normal of std 0.02 (their Swin and T2T-ViT)")
     g.add_argument("--multiscale", action="store_true",
                    help="one DRLoc head per feature map the backbone exposes (Swin: every stage)")
     g.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
@@ -78,6 +106,10 @@ def parse_args(argv=None):
     g.add_argument("--data-dir", default=None,
                    help="local copy of the dataset files (see the error message for the layout)")
     g.add_argument("--image-size", type=int, default=32, help="train and evaluate at this size")
+    g.add_argument("--input-normalization", default="train-set", choices=["train-set", "none"],
+                   help="scale the pixels to mean 0 and standard deviation 1 per channel with the "
+                        "statistics of the training images (the --train-fraction subset), inside the "
+                        "saved model; 'none' feeds raw 0-255 values")
     g.add_argument("--synthetic-train-size", type=int, default=2000,
                    help="training images of --dataset synthetic")
     g.add_argument("--synthetic-test-size", type=int, default=500, help="test images of --dataset synthetic")
@@ -99,7 +131,11 @@ def parse_args(argv=None):
                         "of all processes, so it must be a multiple of their number")
     g.add_argument("--lr", type=float, default=5e-4,
                    help="base learning rate for batch 512; scaled by batch-size / 512")
-    g.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
+    g.add_argument("--weight-decay", type=float, default=0.05,
+                   help="AdamW weight decay; not applied to biases, normalisation parameters, "
+                        "position embeddings, class tokens and relative position bias tables")
+    g.add_argument("--decay-all-weights", action=argparse.BooleanOptionalAction, default=False,
+                   help="apply the weight decay to every variable, as keras.optimizers.AdamW does")
     g.add_argument("--warmup-epochs", type=int, default=5, help="linear learning-rate warm-up")
     g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
     g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
@@ -137,6 +173,9 @@ def parse_args(argv=None):
         ("image_size", args.image_size >= 8, ">= 8"),
         ("drop_path", 0 <= args.drop_path < 1, "in [0, 1)"),
         ("random_erasing", 0 <= args.random_erasing <= 1, "in [0, 1]"),
+        ("lam_warmup_epochs", args.lam_warmup_epochs >= 0, ">= 0"),
+        ("lam_total_epochs", args.lam_total_epochs > args.lam_warmup_epochs,
+         f"greater than --lam-warmup-epochs ({args.lam_warmup_epochs})"),
     ]
     for name, ok, allowed in checks:
         if not ok:
@@ -150,6 +189,16 @@ def parse_args(argv=None):
     if args.output is None:
         args.output = os.path.join("runs", f"{args.dataset}-{args.backbone}-lam{args.lam:g}")
     return args
+
+
+def describe_lambda_schedule(args):
+    """One line: the warm-up/decay schedule of lambda and its values over this run's epochs."""
+    from drloc_ref import lambda_at
+
+    values = [lambda_at(e, args.lam, args.lam_warmup_epochs, args.lam_total_epochs) for e in range(args.epochs)]
+    shown = ", ".join(f"{v:.3g}" for v in values[:6]) + (f", ..., {values[-1]:.3g}" if len(values) > 6 else "")
+    return (f"lambda schedule: 0 at epoch 0, rising to {args.lam:g} at epoch {args.lam_warmup_epochs}, "
+            f"then falling to 0 at epoch {args.lam_total_epochs}; epochs 0-{args.epochs - 1} of this run: {shown}")
 
 
 def fail(message, code=2):
@@ -253,6 +302,14 @@ def train(args, dist, save_dir):
         x_test, y_test = data.class_balanced_subset(x_test, y_test, args.test_fraction, seed=args.seed)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"{num_classes} classes, trained at {args.image_size}x{args.image_size}")
+    input_stats = None
+    if args.input_normalization == "train-set" and not (args.resume or args.eval_only):
+        # The statistics of the images the run trains on (the subset, before augmentation),
+        # so that any dataset or folder is normalised without a table of constants.
+        input_stats = training.channel_statistics(x_train)
+        print("  input normalisation (training images): mean "
+              + " ".join(f"{m:.1f}" for m in input_stats[0]) + ", std "
+              + " ".join(f"{math.sqrt(v):.1f}" for v in input_stats[1]))
     if args.epoch_images is not None:
         epoch_images = full_size if args.epoch_images == "full" else args.epoch_images
         if epoch_images > len(x_train):
@@ -305,14 +362,19 @@ def train(args, dist, save_dir):
                 **{**backbones.drop_path_overrides(args.backbone, args.image_size, args.drop_path),
                    **args.backbone_args},
             )
+            if args.input_normalization == "train-set":
+                backbone = training.with_input_normalization(backbone, *input_stats)
             model = DRLocModel(
-                backbone, lam=args.lam, lam_schedule=args.lam_schedule, mode=args.mode,
-                sample_size=args.sample_size, feature_maps="all" if args.multiscale else "last",
+                backbone, lam=args.lam, lam_schedule=args.lam_schedule,
+                warmup_epochs=args.lam_warmup_epochs, total_epochs=args.lam_total_epochs, mode=args.mode,
+                sample_size=args.sample_size, hidden=args.head_hidden, head_initializer=args.head_init,
+                feature_maps="all" if args.multiscale else "last",
                 steps_per_epoch=steps_per_epoch, seed=args.seed,
             )
             lr = training.scaled_learning_rate(args.lr, args.batch_size)
             optimizer = training.make_optimizer(
-                lr, args.weight_decay, steps_per_epoch, args.epochs, args.warmup_epochs
+                lr, args.weight_decay, steps_per_epoch, args.epochs, args.warmup_epochs,
+                decay_all=args.decay_all_weights,
             )
             model.compile(
                 optimizer=optimizer,
@@ -324,7 +386,10 @@ def train(args, dist, save_dir):
     dist.prepare_model(model)
     params = int(sum(math.prod(v.shape) for v in model.backbone.trainable_variables))
     print(f"{args.backbone}: {params / 1e6:.2f}M parameters; DRLoc lambda {args.lam:g} "
-          f"({args.lam_schedule}), mode {args.mode}, {args.sample_size} pairs per image")
+          f"({args.lam_schedule}), mode {args.mode}, {args.sample_size} pairs per image, "
+          f"head width {args.head_hidden}")
+    if args.lam_schedule != "constant" and model.drloc_enabled:
+        print("  " + describe_lambda_schedule(args))
 
     # --- Fit -----------------------------------------------------------------------------
     if initial_epoch >= args.epochs:

@@ -1,7 +1,8 @@
 """Mutate one formula of drloc_ref at a time and check that the reference tests catch it.
 
-Each mutation is applied to a copy of the repository; the script runs `pytest tests/ref`
-on the copy and reports the tests that failed. A mutation that no test catches makes the
+Each mutation is applied to a copy of what the reference tests need (drloc_ref, tests, the
+project's configuration; not the virtual environment, which the copy's pytest does not use);
+the script runs `pytest tests/ref` on the copy and reports the tests that failed. A mutation that no test catches makes the
 script exit non-zero.
 
     python scripts/check_ref_mutations.py
@@ -17,6 +18,11 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE = "drloc_ref/reference.py"
 
+# What a copy holds: the reference, the tests (tests/ref imports tests/__init__ and
+# tests/conftest.py), and the pytest configuration. Nothing else: the virtual environment
+# alone (.venv) is gigabytes.
+COPIED = ("drloc_ref", "tests", "pyproject.toml")
+
 # (name, text in reference.py, replacement)
 MUTATIONS = [
     ("sign of the offset", "d = (p - q)", "d = (q - p)"),
@@ -31,6 +37,7 @@ MUTATIONS = [
     ("cbr variance without eps", "+ CBR_VARIANCE_EPS", ""),
     ("cbr log-variance weight", "CBR_LOG_VARIANCE_WEIGHT = 0.001", "CBR_LOG_VARIANCE_WEIGHT = 0.01"),
     ("cbr mean error not squared", "(mu - target) ** 2 / var", "np.abs(mu - target) / var"),
+    ("cbr mean over the images only (pairs summed)", "    return float(np.mean(loss))", "    return float(np.mean(np.sum(loss, axis=-1)))"),
     ("ce sum instead of mean", "return float(-np.mean(picked))", "return float(-np.sum(picked))"),
     ("ReLU after the last trunk layer", "        x = x @ weight + bias\n    heads", "        x = np.maximum(x @ weight + bias, 0.0)\n    heads"),
     ("signed class count 2K-1 -> 2K", "return 2 * int(height) - 1, 2 * int(width) - 1", "return 2 * int(height), 2 * int(width)"),
@@ -45,7 +52,14 @@ MUTATIONS = [
 def run(name, old, new):
     with tempfile.TemporaryDirectory() as tmp:
         copy = pathlib.Path(tmp) / "repo"
-        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", ".hypothesis"))
+        copy.mkdir()
+        ignore = shutil.ignore_patterns("*.egg-info", "__pycache__", ".hypothesis")
+        for name in COPIED:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, copy / name, ignore=ignore)
+            elif source.exists():
+                shutil.copy2(source, copy / name)
         path = copy / SOURCE
         text = path.read_text()
         if text.count(old) != 1:

@@ -49,6 +49,18 @@ DEFAULT_LAMBDA = {"cvt": 0.1, "cct": 0.1, "swin": 0.5, "t2t": 0.1, "vit": 0.5, "
 
 SMALL_IMAGE_LIMIT = 64
 
+# Reduced sizes of each family (constructor overrides of its 32x32 size), for studies on a
+# small CPU: they keep each family's design (ViT's single 8x8 token grid at 32x32, CvT's and
+# Swin's stages, ResNet-50's blocks) at a fraction of the width and depth.
+REDUCED_ARGS = {
+    "vit": {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0},
+    "cvt": {"embed_dims": [32, 64, 128], "num_heads": [1, 2, 4], "depths": [1, 1, 2]},
+    "swin": {"embed_dim": 32, "depths": [2, 2, 2], "num_heads": [1, 2, 4]},
+    "t2t": {"token_dim": 32, "embed_dim": 64, "depth": 4, "num_heads": 4},
+    "cct": {"num_layers": 2, "num_heads": 2, "embed_dim": 64, "tokenizer_channels": 32},
+    "resnet50": {"width_multiplier": 0.125},
+}
+
 
 def names():
     """Every name `get` accepts: the families, then the sizes."""

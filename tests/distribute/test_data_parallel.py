@@ -266,6 +266,67 @@ print(MARK + json.dumps(result))
     assert drloc[-1] < 0.8 * drloc[0], drloc
 
 
+# The lambda schedule under a strategy: 4 epochs of 2 steps on the global batch of 16.
+SCHEDULE = """
+from drloc_keras import DRLocModel
+import drloc_ref
+
+class Lambdas(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(float(logs["lambda"]))
+
+def schedule_run():
+    keras.utils.set_random_seed(0)
+    xs = np.random.default_rng(1).normal(size=(32, 8, 8, 3)).astype("float32")
+    ys = np.arange(32) % 4
+    model = DRLocModel(tiny_backbone(), lam=0.5, lam_schedule="warmup-decay", warmup_epochs=2,
+                       total_epochs=4, sample_size=4, hidden=8, seed=0)
+    model.compile(optimizer="sgd")
+    lambdas = Lambdas()
+    model.fit(xs, ys, batch_size=16, epochs=4, verbose=0, callbacks=[lambdas])
+    return {"lambdas": lambdas.seen, "steps": int(np.asarray(model.step_variable.numpy()))}
+"""
+
+
+def check_schedule(result):
+    """Lambda moves epoch by epoch (2 steps each) as on one device, and the step counter
+    counts global steps (8), not steps times replicas."""
+    import drloc_ref
+
+    expected = [drloc_ref.lambda_at(step // 2, 0.5, 2, 4) for step in range(8)]
+    np.testing.assert_allclose(result["lambdas"], expected, atol=1e-7)
+    assert result["steps"] == 8
+
+
+def test_the_lambda_schedule_under_tensorflow_mirrored_strategy():
+    result = run_script("""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + COMMON + SCHEDULE + """
+strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+assert strategy.num_replicas_in_sync == 2
+with strategy.scope():
+    result = schedule_run()
+print(MARK + json.dumps(result))
+""", environment("tensorflow"))
+    check_schedule(result)
+
+
+def test_the_lambda_schedule_under_jax_data_parallel():
+    result = run_script(COMMON + SCHEDULE + """
+import jax
+assert len(jax.devices()) == 2
+keras.distribution.set_distribution(keras.distribution.DataParallel())
+result = schedule_run()
+print(MARK + json.dumps(result))
+""", environment("jax", JAX_NUM_CPU_DEVICES="2"))
+    check_schedule(result)
+
+
 # --- The training program on several devices ------------------------------------------
 
 

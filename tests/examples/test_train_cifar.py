@@ -70,6 +70,63 @@ def test_lambda_zero_trains_without_drloc_on_a_cycled_subset_and_part_of_the_tes
     assert train_cifar.parse_args(["--epoch-images", "48"]).epoch_images == 48
 
 
+@pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
+def test_the_saved_model_normalises_raw_images_with_the_training_set_statistics(finished_run):
+    """The training images' per-channel mean and variance sit in a Normalization layer of the
+    saved model: `predict` on raw 0-255 images after `load_model` is the model's own."""
+    from drloc_keras import data, training
+
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["input_normalization"] == "train-set"
+    model = keras.saving.load_model(finished_run / "last.keras")
+    layer = model.backbone.get_layer("input_normalization")
+    assert isinstance(layer, keras.layers.Normalization)
+    dataset = data.load_dataset("synthetic", train_size=32, test_size=16, seed=0)
+    mean, variance = training.channel_statistics(dataset.train[0])
+    np.testing.assert_allclose(np.ravel(layer.mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(np.ravel(layer.variance), np.maximum(variance, 1.0), rtol=1e-5)
+    size = model.backbone.inputs[0].shape[1]
+    images = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype("float32")
+    normalized = keras.ops.convert_to_numpy(layer(images))
+    np.testing.assert_allclose(normalized, (images - mean) / np.sqrt(np.maximum(variance, 1.0)), atol=1e-4)
+    inner = model.backbone.layers[-1]  # the backbone behind the normalisation
+    direct = keras.ops.convert_to_numpy(inner(normalized)["logits"])
+    np.testing.assert_allclose(model.predict(images, verbose=0), direct, rtol=1e-4, atol=1e-5)
+
+
+def test_input_normalization_none_feeds_raw_pixels(tmp_path):
+    train_cifar.main(tiny_argv(tmp_path, extra=["--input-normalization", "none", "--lam", "0"]))
+    model = keras.saving.load_model(tmp_path / "last.keras")
+    assert not any(isinstance(layer, keras.layers.Normalization) for layer in model.backbone.layers)
+
+
+def test_head_flags_and_the_printed_lambda_schedule(tmp_path, capsys):
+    train_cifar.main(tiny_argv(tmp_path, epochs=2, extra=[
+        "--head-hidden", "auto", "--head-init", "trunc_normal", "--lam", "0.5",
+        "--lam-schedule", "warmup-decay", "--lam-warmup-epochs", "1", "--lam-total-epochs", "3"]))
+    out = capsys.readouterr().out
+    assert ("lambda schedule: 0 at epoch 0, rising to 0.5 at epoch 1, then falling to 0 at epoch 3; "
+            "epochs 0-1 of this run: 0, 0.5") in out
+    assert [float(r["lambda"]) for r in history(tmp_path)] == [0.0, 0.5]
+    model = keras.saving.load_model(tmp_path / "last.keras")
+    head = model.heads[0]
+    assert head.units == 2 * head.channels and head.initializer == "trunc_normal"
+    assert model.warmup_epochs == 1 and model.total_epochs == 3
+
+
+def test_weight_decay_leaves_out_biases_unless_asked(tmp_path):
+    from drloc_keras.optimizers import AdamW
+
+    train_cifar.main(tiny_argv(tmp_path / "default", extra=["--lam", "0"]))
+    model = keras.saving.load_model(tmp_path / "default" / "last.keras")
+    assert isinstance(model.optimizer, AdamW)
+    decayed = model.optimizer.decayed_paths()
+    assert decayed and all(path.endswith("/kernel") for path in decayed)
+    train_cifar.main(tiny_argv(tmp_path / "all", extra=["--lam", "0", "--decay-all-weights"]))
+    model = keras.saving.load_model(tmp_path / "all" / "last.keras")
+    assert type(model.optimizer) is keras.optimizers.AdamW
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One finished tiny run (1 epoch), trained once for the tests that only read or refuse it."""
@@ -131,6 +188,11 @@ def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run, capsys
         ("--train-fraction", "0", ["--train-fraction must be in (0, 1]; found 0.0"]),
         ("--test-fraction", "1.5", ["--test-fraction must be in (0, 1]; found 1.5"]),
         ("--epoch-images", "0", ["--epoch-images: must be a positive number of images or 'full'"]),
+        ("--head-hidden", "wide", ["--head-hidden: must be a positive width or 'auto'; found 'wide'"]),
+        ("--head-init", "normal", ["invalid choice: 'normal'", "glorot", "trunc_normal"]),
+        ("--input-normalization", "imagenet", ["invalid choice: 'imagenet'", "train-set", "none"]),
+        ("--lam-warmup-epochs", "-1", ["--lam-warmup-epochs must be >= 0; found -1"]),
+        ("--lam-total-epochs", "20", ["--lam-total-epochs must be greater than --lam-warmup-epochs (20)"]),
     ],
 )
 def test_bad_flags_name_the_choices(flag, value, expected, tmp_path, capsys):

@@ -149,13 +149,14 @@ def test_multi_scale_sums_one_head_per_feature_map():
     assert model.heads[0].trainable_variables[0] is not model.heads[1].trainable_variables[0]
     assert model.map_indices == [0, 1]
     # The model's DRLoc loss is the sum of each head's loss on the same sampled pairs.
-    states = [to_numpy(head.seed_generator.state).copy() for head in model.heads]
+    state = to_numpy(model.pair_sampler.state).copy()
     total = float(to_numpy(model(x[:4], training=True)["drloc_loss"]))
-    for head, state in zip(model.heads, states):  # rewind each head's sampler
-        head.seed_generator.state.assign(state)
+    model.pair_sampler.state.assign(state)  # rewind the model's pair sampler
     maps = backbone(x[:4])["feature_maps"]
+    positions = model.sample_positions(maps)
     separate = sum(
-        float(to_numpy(drloc_loss(*head(maps[i]), "l1"))) for head, i in zip(model.heads, [0, 1])
+        float(to_numpy(drloc_loss(*head(maps[i], positions=pq), "l1")))
+        for head, i, pq in zip(model.heads, [0, 1], positions)
     )
     assert total == pytest.approx(separate, rel=1e-5)
     model.compile(optimizer="sgd")
@@ -239,3 +240,94 @@ def test_tensorflow_traces_the_train_step_once(source):
                   shuffle=False, verbose=0)
     assert len(traces) == 1
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 8
+
+
+def test_the_heads_draw_independent_positions():
+    """Two heads (8x8 and 4x4 maps) over several steps: no array of one head's positions
+    equals an array of the other's, even modulo the smaller grid. Heads seeded `seed` and
+    `seed + 1` fail this on PyTorch, whose draw j is seeded `seed + j`: head 1's rows were
+    head 0's columns mod 4 at every draw."""
+    backbone = tiny_backbone(strides=(1, 2))  # maps 8x8 and 4x4
+    model = DRLocModel(backbone, lam=1.0, feature_maps="all", sample_size=64, hidden=8, seed=3)
+    maps = [keras.ops.zeros((8, 8, 8, 8)), keras.ops.zeros((8, 4, 4, 8))]
+    for _ in range(3):
+        (p0, q0), (p1, q1) = [(to_numpy(p), to_numpy(q)) for p, q in model.sample_positions(maps)]
+        first = [p0[..., 0], p0[..., 1], q0[..., 0], q0[..., 1]]
+        second = [p1[..., 0], p1[..., 1], q1[..., 0], q1[..., 1]]
+        for a in first:
+            for b in second:
+                # Independent uniform draws on 4 values agree a quarter of the time.
+                assert np.mean(a % 4 == b) < 0.5
+        for a in first:
+            for b in first:
+                if a is not b:
+                    assert np.mean(a == b) < 0.5
+    assert p0.max() == 7 and p1.max() == 3
+
+
+def test_a_training_step_advances_the_pair_sampler():
+    x, y = _images(16)
+    model = DRLocModel(tiny_backbone(), lam=1.0, sample_size=4, hidden=8, seed=0)
+    model.compile(optimizer="sgd")
+    before = to_numpy(model.pair_sampler.state).copy()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert not np.array_equal(before, to_numpy(model.pair_sampler.state))
+
+
+@pytest.mark.parametrize("steps_per_execution", [2, 4])
+def test_steps_per_execution_counts_every_step_of_the_schedule(steps_per_execution):
+    """With several steps per compiled execution, lambda still moves step by step (the
+    counter advances inside each step, not once per execution), and the run ends with the
+    weights of one step per execution."""
+    x, y = _images(64)
+
+    def run(spe):
+        keras.utils.set_random_seed(0)
+        model = DRLocModel(
+            tiny_backbone(), lam=1.0, lam_schedule="warmup-decay", warmup_epochs=2,
+            total_epochs=6, steps_per_epoch=1, sample_size=4, hidden=8, seed=0,
+        )
+        model.compile(optimizer="sgd", steps_per_execution=spe)
+        logs = BatchLogs()
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[logs], shuffle=False)
+        return model, logs, history
+
+    single, _, single_history = run(1)
+    model, logs, history = run(steps_per_execution)
+    assert int(to_numpy(model.step_variable)) == 8
+    # The logs come once per execution: lambda of its last step.
+    seen = [step["lambda"] for step in logs.batches]
+    last_steps = range(steps_per_execution - 1, 8, steps_per_execution)
+    expected = [drloc_ref.lambda_at(step, 1.0, 2, 6) for step in last_steps]
+    np.testing.assert_allclose(seen, expected, atol=1e-7)
+    np.testing.assert_allclose(history.history["loss"], single_history.history["loss"], rtol=1e-4)
+    for a, b in zip(model.get_weights(), single.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_hidden_auto_is_twice_the_channels_up_to_512():
+    backbone = tiny_backbone(width=8, strides=(1, 2))
+    model = DRLocModel(backbone, lam=1.0, feature_maps="all", hidden="auto", sample_size=4, seed=0)
+    assert [head.units for head in model.heads] == [16, 16]
+    assert model.heads[0].trunk[0].kernel.shape == (16, 16)
+    wide = DRLocModel(tiny_backbone(width=300), lam=1.0, hidden="auto", sample_size=4, seed=0)
+    assert wide.heads[0].units == 512
+    with pytest.raises(ValueError, match="hidden"):
+        DRLocModel(tiny_backbone(), hidden="wide")
+    with pytest.raises(ValueError, match="hidden"):
+        DRLocModel(tiny_backbone(), hidden=0)
+
+
+def test_the_authors_head_initialisation_is_a_truncated_normal_of_std_002():
+    backbone = tiny_backbone(width=64)
+    keras.utils.set_random_seed(0)
+    model = DRLocModel(backbone, lam=1.0, head_initializer="trunc_normal", hidden=256, seed=0)
+    default = DRLocModel(tiny_backbone(width=64), lam=1.0, hidden=256, seed=0)
+    kernel = to_numpy(model.heads[0].trunk[1].kernel)
+    assert kernel.std() == pytest.approx(0.02 * 0.88, rel=0.05)  # truncated at 2 std: 0.88 std
+    assert np.abs(kernel).max() <= 0.04 + 1e-6
+    assert not np.any(to_numpy(model.heads[0].trunk[1].bias))
+    glorot = to_numpy(default.heads[0].trunk[1].kernel)
+    assert glorot.std() == pytest.approx(np.sqrt(2 / (256 + 256)), rel=0.05)
+    with pytest.raises(ValueError, match="head_initializer"):
+        DRLocModel(tiny_backbone(), head_initializer="normal")

@@ -131,3 +131,38 @@ def test_cbr_penalises_the_mean_error_relative_to_the_variance():
     near = (np.array([[[2.0, 0.0, 0.0]]]), np.array([[[2.0, 0.0, 0.0]]]))
     far = (np.array([[[0.0, 0.0, 2.0]]]), np.array([[[0.0, 0.0, 2.0]]]))
     assert drloc_ref.drloc_loss(near, target, "cbr") < drloc_ref.drloc_loss(far, target, "cbr")
+
+
+def test_cbr_by_hand_is_the_mean_over_every_pair_of_the_batch():
+    """B = 2 images, m = 2 pairs, 3 classes per axis: the loss is the mean over the B*m = 4
+    pairs of each axis (not a sum over the pairs, nor a mean over the images alone)."""
+    uniform = [0.0, 0.0, 0.0]  # beta = [1/3, 1/3, 1/3]: mu = 1, var = 2/3
+    skewed = [0.0, 0.0, math.log(2.0)]  # beta = [1/4, 1/4, 1/2]: mu = 5/4, var = 11/16
+    rows = np.array([[uniform, skewed], [skewed, uniform]])
+    cols = np.array([[uniform, uniform], [skewed, skewed]])
+    target = np.array([[[0.0, 2.0], [1.0, 1.0]], [[2.0, 0.0], [1.0, 1.0]]])
+    eps = 1e-8
+    u_mu, u_var = 1.0, 2 / 3 + eps
+    s_mu, s_var = 5 / 4, 11 / 16 + eps
+
+    def term(mu, var, t):
+        return (mu - t) ** 2 / var + 0.001 * math.log(var)
+
+    rows_terms = [term(u_mu, u_var, 0), term(s_mu, s_var, 1), term(s_mu, s_var, 2), term(u_mu, u_var, 1)]
+    cols_terms = [term(u_mu, u_var, 2), term(u_mu, u_var, 1), term(s_mu, s_var, 0), term(s_mu, s_var, 1)]
+    expected = sum(rows_terms) / 4 + sum(cols_terms) / 4
+    assert drloc_ref.drloc_loss((rows, cols), target, mode="cbr") == pytest.approx(expected, rel=1e-12)
+
+
+def test_cbr_of_confident_logits_is_finite_through_the_variance_epsilon():
+    """Logits that put (almost) all mass on one class: the variance is about 1e-21, so the
+    + 1e-8 of the spec is the whole variance. On the target: 0.001 * log(1e-8) per axis;
+    one class away: (1 - 0)^2 / 1e-8 dominates."""
+    confident = np.array([[[50.0, 0.0, 0.0], [50.0, 0.0, 0.0]], [[50.0, 0.0, 0.0], [50.0, 0.0, 0.0]]])
+    on_target = np.zeros((2, 2, 2))
+    loss = drloc_ref.drloc_loss((confident, confident), on_target, mode="cbr")
+    assert loss == pytest.approx(2 * 0.001 * math.log(1e-8), rel=1e-6)
+    off_by_one = on_target.copy()
+    off_by_one[0, 0, 0] = 1.0  # one pair of the four, rows only
+    loss = drloc_ref.drloc_loss((confident, confident), off_by_one, mode="cbr")
+    assert loss == pytest.approx(1.0 / 1e-8 / 4 + 2 * 0.001 * math.log(1e-8), rel=1e-6)
