@@ -1,6 +1,6 @@
 """drloc_ref: the NumPy reference implementation of the DRLoc loss.
 
-It is the executable specification (`drloc-spec.md`) that `drloc_keras` is tested
+It is the executable specification (`docs/spec.md`) that `drloc_keras` is tested
 against. NumPy only: it imports no deep-learning framework.
 """
 

@@ -1,4 +1,4 @@
-"""The DRLoc reference: the executable form of `drloc-spec.md`, NumPy only.
+"""The DRLoc reference: the executable form of `docs/spec.md`, NumPy only.
 
 Each function cites the section of the specification it implements; the module reads
 top to bottom in the specification's order: sampling (2), gathering (3), targets (4),

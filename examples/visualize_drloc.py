@@ -6,8 +6,8 @@
 Reads a run folder of examples/train_cifar.py: config.json (the dataset, its options and the
 image size) and the model (best.keras, else last.keras; --model picks). On validation images
 (the test split of the run's dataset, as train_cifar.py evaluates them) it runs the backbone,
-draws pairs of positions on the feature map of every DRLoc head with the head's own sampler
-(`DRLocHead.sample`, `sample_size` pairs per image), and calls the head with them, which gives
+draws pairs of positions on the feature map of every DRLoc head with the model's pair sampler
+(`DRLocModel.sample_positions`, `sample_size` pairs per image), and calls the head with them, which gives
 its prediction and the true offset of each pair. The figure (default RUN/drloc_offsets.png)
 has one row per head and one panel per axis (rows, columns): the predicted offset against
 the true one, with the mean prediction per true offset and the diagonal of a perfect head.
@@ -139,8 +139,8 @@ def collect(model, images, batch_size=64):
     for start in range(0, len(images), batch_size):
         batch = keras.ops.convert_to_tensor(images[start: start + batch_size])
         _, maps = split_backbone_output(model.backbone(batch, training=False))
-        for k, (head, index) in enumerate(zip(model.heads, model.map_indices)):
-            positions = head.sample(int(batch.shape[0]))
+        drawn = model.sample_positions(maps)
+        for k, (head, index, positions) in enumerate(zip(model.heads, model.map_indices, drawn)):
             pred, target = head(maps[index], positions=positions)
             values, true = head_offsets(head, pred, target)
             found[k][0].append(values)

@@ -13,7 +13,7 @@ applies the second LayerNorm to the residual stream itself, not only to the MLP'
 and so does this one (the published CCT-7/3x1 results come from that layer).
 
 The DRLoc feature map is the last encoder layer's output, before the final LayerNorm (as
-drloc-spec section 8 does for Swin and ViT), reshaped to the tokenizer's grid: 16x16x256
+spec section 8 does for Swin and ViT), reshaped to the tokenizer's grid: 16x16x256
 for CCT-7/3x1 at 32x32.
 
 Example:

@@ -15,7 +15,7 @@ Choices, where the published CvT-13 leaves one open or DRLoc asks for something 
   CvT (the official CvT code uses 1/sqrt(dim)).
 - Paddings are those of the PyTorch code (kernel // 2 on each side), made explicit so that a
   strided convolution sees the same pixels on every backend (Keras' "same" pads unevenly).
-- The DRLoc grid (drloc-spec section 8) is the last stage output, then 3x3 average pooling
+- The DRLoc grid (spec section 8) is the last stage output, then 3x3 average pooling
   with stride 2 and padding 1, the padding not counted in the average. At 224: 14x14 -> 7x7,
   C = 384.
 

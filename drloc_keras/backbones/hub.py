@@ -10,7 +10,7 @@
   `ImageClassifier`.
 - A token backbone with a `patch_size` (`ViTBackbone`), whose output is `[B, 1 + N, C]` with a
   class token first, or `[B, N, C]` without one. The feature map is the N patch tokens, the
-  class token dropped, reshaped to the patch grid (drloc-spec section 8); the logits are a Dense
+  class token dropped, reshaped to the patch grid (spec section 8); the logits are a Dense
   classifier of the class token (of the mean token without one). The tokens come after the
   backbone's final LayerNorm: that is what a keras-hub ViT outputs.
 

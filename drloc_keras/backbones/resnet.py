@@ -5,7 +5,7 @@ with a bias, BatchNorm epsilon 1.001e-5), nested whole as the layer "trunk", wit
 and without weights: DRLoc trains from scratch. The trunk takes the images as given: unlike the
 ImageNet weights of `keras.applications`, it expects no `preprocess_input`. On top of it, global
 average pooling and a Dense classifier. The DRLoc feature map is the last stage's output
-(drloc-spec section 8): 7x7x2048 at 224.
+(spec section 8): 7x7x2048 at 224.
 
 Two stems:
 - "imagenet", the application's own: 7x7 convolution at stride 2, 3x3 max pooling at stride 2;

@@ -31,7 +31,7 @@ position embedding (75,648), here a constant. All are within 0.2% of 21.5M.
 
 The DRLoc grid follows the authors' code: the patch tokens after the final LayerNorm, the
 class token dropped, reshaped to the token grid and, with `grid_pooling=True` (the default),
-average-pooled 3x3 at stride 2, padding 1 not counted: 14x14 -> 7x7 at 224 (drloc-spec section
+average-pooled 3x3 at stride 2, padding 1 not counted: 14x14 -> 7x7 at 224 (spec section
 10, "CvT/T2T grid"). `grid_pooling=False` gives the 14x14 grid itself (section 8's wording).
 
 Example:

@@ -7,7 +7,7 @@ the class token. Facts follow timm's `vit_base_patch16_224`: query/key/value bia
 epsilon 1e-6, exact GELU, Dense init truncated normal std 0.02; ViT-B/16 has 86,567,656
 parameters with 1000 classes.
 
-The DRLoc grid (drloc-spec section 8) is the patch tokens of the last block, the class token
+The DRLoc grid (spec section 8) is the patch tokens of the last block, the class token
 dropped, reshaped to the patch grid (14x14x768 for ViT-B/16 at 224). It is taken before the
 final LayerNorm, as in the authors' DRLoc ViT (yhlleo/VTs-Drloc `models/vit.py`, whose final
 LayerNorm sits inside the classifier head), and as Swin and CCT do here. The authors' ViT is

@@ -114,3 +114,21 @@ def test_targets_equal_the_reference_on_a_non_square_grid(use_abs, normalize):
     got = to_numpy(relative_targets(p, q, 2, 9, use_abs=use_abs, normalize=normalize))
     expected = drloc_ref.relative_targets(p, q, 2, 9, use_abs=use_abs, normalize=normalize)
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cbr_of_confident_logits_equals_the_reference(dtype):
+    """All the mass on one class: the variance is the spec's 1e-8 alone (about 1e-21 without
+    it, which would give -0.048 instead of -0.018 per axis, or NaN at exactly 0)."""
+    confident = np.zeros((2, 3, 4))
+    confident[..., 0] = 50.0
+    target = np.zeros((2, 3, 2))
+    target[1, 2] = (1.0, 2.0)  # one pair off the predicted class: a huge (mu - t)^2 / var
+    pred = (confident, confident)
+    expected = drloc_ref.drloc_loss(pred, target, mode="cbr")
+    keras_pred = tuple(keras.ops.convert_to_tensor(p.astype(dtype)) for p in pred)
+    got = float(to_numpy(losses.cbr(keras_pred, keras.ops.convert_to_tensor(target.astype("float32")))))
+    assert np.isfinite(got)
+    assert got == pytest.approx(expected, rel=1e-5)
+    on_target = float(to_numpy(losses.cbr(keras_pred, keras.ops.zeros((2, 3, 2)))))
+    assert on_target == pytest.approx(2 * 0.001 * np.log(1e-8), rel=1e-4)
