@@ -65,3 +65,29 @@ def test_a_keras_cv_augmenter_works_in_the_pipeline():
     assert len(batches) == 2 and batches[0][0].shape == (8, 12, 12, 3)
     assert not np.array_equal(np.sort(np.concatenate([b[0] for b in batches]).ravel()),
                               np.sort(x.astype("float32").ravel()))
+
+
+def test_channel_statistics_are_numpy_s_over_chunks_and_grey_counts_as_rgb():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(37, 5, 4, 3), dtype=np.uint8)
+    mean, variance = training.channel_statistics(images, chunk=8)
+    as_float = images.astype("float64")
+    np.testing.assert_allclose(mean, as_float.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(variance, as_float.var(axis=(0, 1, 2)), rtol=1e-9)
+    grey = images[..., :1]
+    mean, variance = training.channel_statistics(grey)
+    assert mean.shape == variance.shape == (3,)
+    np.testing.assert_allclose(mean, [as_float[..., 0].mean()] * 3, rtol=1e-12)
+    with pytest.raises(ValueError, match="images"):
+        training.channel_statistics(np.zeros((0, 4, 4, 3)))
+
+
+def test_input_normalization_scales_each_channel_and_spares_a_constant_one():
+    inputs = keras.Input((4, 4, 3))
+    backbone = keras.Model(inputs, {"logits": keras.layers.Flatten()(inputs), "feature_maps": [inputs]})
+    model = training.with_input_normalization(backbone, [10.0, 20.0, 30.0], [4.0, 0.0, 100.0])
+    x = np.full((1, 4, 4, 3), [12.0, 21.0, 50.0], "float32")
+    out = keras.ops.convert_to_numpy(model(x)["feature_maps"][0])
+    # (12 - 10) / 2, (21 - 20) / max(sqrt(0), 1) (variance raised to 1), (50 - 30) / 10
+    np.testing.assert_allclose(out[0, 0, 0], [1.0, 1.0, 2.0], rtol=1e-6)
+    assert model.input_shape == (None, 4, 4, 3)

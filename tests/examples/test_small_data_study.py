@@ -172,6 +172,45 @@ def test_a_second_invocation_skips_the_finished_cells(tmp_path, fake):
     assert (tmp_path / "results.md").exists() and (tmp_path / "results.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_continue_from_a_committed_csv_trains_only_the_missing_cells(tmp_path, fake, capsys):
+    """A study half done on one machine (its results.csv committed) is finished on a fresh one:
+    the rows with the same settings are kept, not trained again; rows of other settings are not."""
+    first = tmp_path / "first"
+    study.main(tiny_study_argv(first, fractions=("1",), seeds=("0",)))
+    committed = tmp_path / "committed.csv"
+    committed.write_bytes((first / "results.csv").read_bytes())
+    assert all(len(row["settings"]) == 12 for row in read_csv(committed))
+    fake.calls.clear()
+    fresh = tmp_path / "fresh"
+    report = study.main(tiny_study_argv(fresh, fractions=("1",), seeds=("0", "1"),
+                                        extra=["--continue-from", str(committed)]))
+    trained = sorted(name for name, _ in fake.calls)
+    assert trained == ["vit-lam0-frac1-seed1", "vit-lam0.5-frac1-seed1"]
+    assert len(report["skipped"]) == 2 and study.exit_code(report) == 0
+    rows = {row["cell"]: row for row in read_csv(fresh / "results.csv")}
+    assert sorted(rows) == ["vit-lam0-frac1-seed0", "vit-lam0-frac1-seed1", "vit-lam0.5-frac1-seed0",
+                            "vit-lam0.5-frac1-seed1"]
+    committed_rows = {row["cell"]: row for row in read_csv(committed)}
+    for name, row in committed_rows.items():
+        assert rows[name]["final_top1"] == row["final_top1"] and rows[name]["settings"] == row["settings"]
+    assert "| vit | 1 | 0.5 |" in (fresh / "results.md").read_text()
+    assert "2 cell(s) of this grid finished there" in capsys.readouterr().out
+    # Other settings (here another head width): the committed rows do not count.
+    fake.calls.clear()
+    other = tmp_path / "other"
+    study.main(tiny_study_argv(other, fractions=("1",), seeds=("0",),
+                               extra=["--head-hidden", "16", "--continue-from", str(committed)]))
+    assert len(fake.calls) == 2
+    assert "2 row(s) with other settings ignored" in capsys.readouterr().out
+
+
+def test_continue_from_a_missing_file_is_refused(tmp_path, fake, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(tiny_study_argv(tmp_path, extra=["--continue-from", str(tmp_path / "none.csv")]))
+    assert exit_info.value.code == 2
+    assert "--continue-from" in capsys.readouterr().err and not fake.calls
+
+
 def test_an_interrupted_cell_resumes_and_a_cell_without_an_epoch_restarts(tmp_path, fake):
     argv = tiny_study_argv(tmp_path, fractions=("0.5", "1"))
     study.main(argv)
@@ -356,6 +395,10 @@ def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real
         assert metrics["epoch_images"] == 32 and metrics["config"]["epoch_images"] == "full"
     assert "| vit | 0.5 | 0.5 |" in (output / "results.md").read_text()
     assert (output / "results.png").read_bytes()[:8] == PNG_MAGIC
+    # A real run's settings fingerprint is the one its cell expects (so --continue-from takes it).
+    cells = {cell.name: cell for cell in study.make_grid(study.parse_args(argv))}
+    assert {row["settings"] for row in rows} and all(
+        row["settings"] == study.cell_settings_key(cells[row["cell"]]) for row in rows)
     before = (output / "results.csv").read_bytes()
     calls = []
     real_main = study.train_cifar.main
