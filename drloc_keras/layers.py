@@ -123,7 +123,9 @@ class DRLocHead(keras.layers.Layer):
         initializer: `"glorot"` (default: Keras' Dense initialisation, Glorot-uniform
             kernels) or `"trunc_normal"` (the authors' Swin and T2T-ViT: truncated normal
             kernels of std 0.02); biases start at zero in both.
-        seed: int or None, seeds the layer's own `keras.random.SeedGenerator`.
+        seed: int or None, seeds the layer's own `keras.random.SeedGenerator`, from which
+            it draws when it samples on its own (`DRLocModel` passes every head the
+            model's one generator instead, see `sample`).
 
     Input shape:
         `[B, H, W, C]` with static `H, W >= 2` and `C`.
