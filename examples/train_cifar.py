@@ -303,7 +303,7 @@ def train(args, dist, save_dir):
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"{num_classes} classes, trained at {args.image_size}x{args.image_size}")
     input_stats = None
-    if args.input_normalization == "train-set" and not (args.resume or args.eval_only):
+    if args.input_normalization == "train-set" and not args.eval_only and not (args.resume and state):
         # The statistics of the images the run trains on (the subset, before augmentation),
         # so that any dataset or folder is normalised without a table of constants.
         input_stats = training.channel_statistics(x_train)
