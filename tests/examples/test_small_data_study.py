@@ -452,3 +452,34 @@ def test_train_cifar_flips_by_default_except_the_synthetic_dataset():
     assert train_cifar.parse_args(["--dataset", "synthetic"]).flip is False
     assert train_cifar.parse_args(["--dataset", "synthetic", "--flip"]).flip is True
     assert train_cifar.parse_args(["--dataset", "cifar10", "--no-flip"]).flip is False
+
+
+# === Two studies side by side (scripts/compare_studies.py) ===
+
+
+def test_compare_studies_pairs_each_seed_and_gives_a_t_interval(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import compare_studies
+
+    assert compare_studies.t_quantile(2) == 4.303 and compare_studies.t_quantile(11) == 2.228
+    assert compare_studies.t_quantile(100) == 1.96
+    with pytest.raises(ValueError, match="df"):
+        compare_studies.t_quantile(0)
+
+    def write(path, with_drloc):
+        rows = []
+        for seed, (without, with_) in enumerate(zip((0.50, 0.60, 0.70), with_drloc)):
+            for lam, top1 in ((0.0, without), (0.5, with_)):
+                rows.append({"cell": study.cell_name("vit", lam, 1, seed), "backbone": "vit", "lam": lam,
+                             "fraction": 1.0, "seed": seed, "final_top1": top1})
+        study.write_results(path, rows)
+
+    write(tmp_path / "a.csv", (0.52, 0.61, 0.73))  # +2, +1, +3 points: mean 2, std 1
+    write(tmp_path / "b.csv", (0.50, 0.58, 0.70))  # 0, -2, 0
+    text = compare_studies.table(study.read_results(tmp_path / "a.csv"), study.read_results(tmp_path / "b.csv"),
+                                 ["A", "B"])
+    row = text.splitlines()[2]
+    half = 4.303 * 1.0 / math.sqrt(3)  # t(2) * std / sqrt(n)
+    assert row.startswith("| vit | 1 | 0.5 | 60.0 ± 10.0 → 62.0 ± 10.5 |")
+    assert f"+2.0 [{2 - half:+.1f}, {2 + half:+.1f}] (3/3)" in row
+    assert "-0.7 [" in row and "(0/3)" in row
