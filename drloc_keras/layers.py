@@ -17,6 +17,16 @@ AUTO_HIDDEN_CAP = 512
 INITIALIZERS = ("glorot", "trunc_normal")
 
 
+def check_hidden(hidden, name="hidden"):
+    if hidden != HIDDEN_AUTO and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
+        raise ValueError(f"`{name}` must be an integer >= 1 or 'auto'. Found {name}={hidden!r}")
+
+
+def check_initializer(initializer, name="initializer"):
+    if initializer not in INITIALIZERS:
+        raise ValueError(f"`{name}` must be one of {INITIALIZERS}. Found {name}={initializer!r}")
+
+
 def hidden_width(hidden, channels):
     """The MLP width of a head on `channels`-channel features: `hidden` itself, or for
     `"auto"` twice the channels, at most 512 (so 512, the authors' width, for C >= 256)."""
@@ -155,14 +165,8 @@ class DRLocHead(keras.layers.Layer):
     ):
         check_mode(mode)
         _check_int("sample_size", sample_size, 1)
-        if hidden != HIDDEN_AUTO:
-            if isinstance(hidden, str):
-                raise ValueError(f"`hidden` must be an integer >= 1 or 'auto'. Found hidden={hidden!r}")
-            _check_int("hidden", hidden, 1)
-        if initializer not in INITIALIZERS:
-            raise ValueError(
-                f"`initializer` must be one of {INITIALIZERS}. Found initializer={initializer!r}"
-            )
+        check_hidden(hidden)
+        check_initializer(initializer)
         if normalize and mode != "l1":
             raise ValueError(
                 f"`normalize=True` is only allowed with mode='l1': mode={mode!r} needs integer "

@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from drloc_keras.layers import HIDDEN_AUTO, INITIALIZERS, DRLocHead
+from drloc_keras.layers import DRLocHead, check_hidden, check_initializer
 from drloc_keras.losses import check_mode, drloc_loss
 from drloc_keras.replicas import replica_context
 from drloc_keras.schedules import check_schedule, lambda_at_epoch
@@ -156,12 +156,8 @@ class DRLocModel(keras.Model):
     ):
         check_schedule(lam_schedule, lam, warmup_epochs, total_epochs)
         check_mode(mode)
-        if hidden != HIDDEN_AUTO and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):
-            raise ValueError(f"`hidden` must be an integer >= 1 or 'auto'. Found hidden={hidden!r}")
-        if head_initializer not in INITIALIZERS:
-            raise ValueError(
-                f"`head_initializer` must be one of {INITIALIZERS}. Found head_initializer={head_initializer!r}"
-            )
+        check_hidden(hidden)
+        check_initializer(head_initializer, "head_initializer")
         if steps_per_epoch is not None and (
             isinstance(steps_per_epoch, bool)
             or not isinstance(steps_per_epoch, int)

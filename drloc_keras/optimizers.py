@@ -31,8 +31,7 @@ def decays(variable, decay_vectors=False, no_decay_patterns=NO_DECAY_PATTERNS):
     tokens) and a path that matches none of `no_decay_patterns`."""
     if not decay_vectors and len(variable.shape) <= 1:
         return False
-    path = getattr(variable, "path", None) or variable.name
-    return not any(re.search(pattern, path) for pattern in no_decay_patterns)
+    return not any(re.search(pattern, variable.path) for pattern in no_decay_patterns)
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -66,12 +65,9 @@ class AdamW(keras.optimizers.AdamW):
 
     def build(self, variables):
         if not self.built:
-            excluded = [v for v in variables if not decays(v, self.decay_vectors, self.no_decay_patterns)]
-            self.exclude_from_weight_decay(var_list=excluded)
-            self._decayed_paths = [
-                getattr(v, "path", v.name) for v in variables
-                if decays(v, self.decay_vectors, self.no_decay_patterns)
-            ]
+            decayed = [decays(v, self.decay_vectors, self.no_decay_patterns) for v in variables]
+            self.exclude_from_weight_decay(var_list=[v for v, d in zip(variables, decayed) if not d])
+            self._decayed_paths = [v.path for v, d in zip(variables, decayed) if d]
         super().build(variables)
 
     def decayed_paths(self):

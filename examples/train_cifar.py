@@ -45,28 +45,25 @@ JAX_PROCESS_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION
                          "KERAS_DISTRIBUTION_PROCESS_ID")
 
 
-def _epoch_images(text):
-    if text == "full":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of images or 'full'; found {text!r}")
-    return value
+def _positive_int_or(keyword, what):
+    """An argparse type: an integer >= 1, or the word `keyword`."""
+
+    def parse(text):
+        if text == keyword:
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive {what} or '{keyword}'; found {text!r}")
+        return value
+
+    return parse
 
 
-def _head_hidden(text):
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive width or 'auto'; found {text!r}")
-    return value
+_epoch_images = _positive_int_or("full", "number of images")
+_head_hidden = _positive_int_or("auto", "width")
 
 
 def parse_args(argv=None):
