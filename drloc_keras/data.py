@@ -34,6 +34,8 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from drloc_keras.catalog import DATASET_NAMES, FLIP_CHANGES_CLASS  # noqa: F401
+
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
@@ -67,8 +69,7 @@ FASHION_MNIST_FILES = (
 )
 SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
 
-# Datasets whose class a horizontal mirror image changes: no random flips for them.
-FLIP_CHANGES_CLASS = frozenset({"synthetic"})
+# FLIP_CHANGES_CLASS: datasets whose class a horizontal mirror image changes (no flips).
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -570,6 +571,22 @@ def to_rgb_and_resize(x, image_size):
 def class_balanced_subset(x, y, fraction, seed=0):
     """A random `fraction` of every class of `(x, y)` (at least one image per class),
     in the original order; the same subset for the same `seed`."""
+    index = _balanced_index(x, y, fraction, seed)
+    return x[index], np.asarray(y)[index]
+
+
+def class_balanced_split(x, y, fraction, seed=0):
+    """`((x_held, y_held), (x_rest, y_rest))`: `class_balanced_subset(x, y, fraction, seed)`
+    and every other example, both in the original order. Every class keeps at least one
+    example in the rest (a class of one example is not held out)."""
+    index = _balanced_index(x, y, fraction, seed, keep_one=True)
+    held = np.zeros(len(x), bool)
+    held[index] = True
+    y = np.asarray(y)
+    return (x[held], y[held]), (x[~held], y[~held])
+
+
+def _balanced_index(x, y, fraction, seed, keep_one=False):
     is_number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
     if not is_number or not 0 < fraction <= 1:
         raise ValueError(f"`fraction` must be a number in (0, 1]. Found fraction={fraction!r}")
@@ -581,9 +598,10 @@ def class_balanced_subset(x, y, fraction, seed=0):
     for label in np.unique(y):
         members = np.flatnonzero(y == label)
         count = max(1, int(round(fraction * len(members))))
+        if keep_one:
+            count = min(count, len(members) - 1)
         chosen.append(rng.choice(members, count, replace=False))
-    index = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
-    return x[index], y[index]
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
 def cycle_to_size(x, y, size, seed=0):

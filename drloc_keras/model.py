@@ -36,7 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from drloc_keras.layers import DRLocHead, check_hidden, check_initializer
+from drloc_keras.head import DRLocHead, check_hidden, check_initializer
 from drloc_keras.losses import check_mode, drloc_loss
 from drloc_keras.replicas import replica_context
 from drloc_keras.schedules import check_schedule, lambda_at_epoch

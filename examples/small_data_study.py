@@ -6,8 +6,8 @@
     python examples/small_data_study.py --backbones vit resnet50 --seeds 0 -- --mode ce
 
 The grid is backbones x lambda (0, and each backbone's default) x training-set fraction x
-seeds. Every cell is one run of examples/train_cifar.py (its `main`, called in this process,
-so the same code), into OUTPUT/<backbone>-lam<lambda>-frac<fraction>-seed<seed>/. A cell
+seeds. Every cell is one run of the training program's own code (drloc_keras.run, called in
+this process), into OUTPUT/<backbone>-lam<lambda>-frac<fraction>-seed<seed>/. A cell
 whose metrics.json says it finished is skipped; an interrupted one is resumed from its
 last finished epoch (`--resume`); one stopped before its first epoch ended starts again.
 Every cell makes the same number of optimizer steps: by default (`--epoch-images full`) an
@@ -43,13 +43,7 @@ import traceback
 
 import keras
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import train_cifar  # noqa: E402
-
-from drloc_keras import backbones, data, training  # noqa: E402
+from drloc_keras import catalog, options, run, run_folder
 
 DEFAULT_BACKBONES = ("vit", "cvt", "swin", "resnet50")
 DEFAULT_FRACTIONS = (0.05, 0.2, 1.0)
@@ -61,7 +55,7 @@ DEFAULT_EPOCH_IMAGES = "full"
 # Reduced sizes of each family (drloc_keras.backbones.REDUCED_ARGS). They apply to family
 # names only: a size name (e.g. swin_tiny_32) is trained at its own size; --full-size trains
 # the families at theirs.
-SMALL_BACKBONE_ARGS = backbones.REDUCED_ARGS
+SMALL_BACKBONE_ARGS = catalog.REDUCED_ARGS
 
 # train_cifar.py flags that keep the class of the synthetic dataset: a flip or a rotation
 # changes the direction that is the class, CutMix and erasing can cut a shape out.
@@ -98,6 +92,17 @@ TIMING_NOTE = (
 # --- The grid ------------------------------------------------------------------------------
 
 
+def parse_cell(argv):
+    """The settings of one cell's flags (`drloc_keras.options`); argparse exits on a bad flag,
+    a value out of range raises `options.UsageError`."""
+    return options.parse(argv)[0]
+
+
+def fail(message, code=2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 class Cell:
     """One run of the grid: a backbone, a lambda, a training fraction and a seed."""
 
@@ -123,7 +128,7 @@ def resolve_lams(specs, backbone):
     """The lambdas of `--lams` for `backbone`: numbers, `default` its family's; no repeats."""
     lams = []
     for spec in specs:
-        lam = backbones.default_lambda(backbone) if spec == "default" else float(spec)
+        lam = catalog.default_lambda(backbone) if spec == "default" else float(spec)
         if lam not in lams:
             lams.append(lam)
     return lams
@@ -133,9 +138,9 @@ def backbone_args_for(name, args):
     """Constructor overrides for `name`: the reduced size of its family (family names only,
     unless --full-size), then --backbone-args' entry for the family, then for the name."""
     merged = {}
-    if name in backbones.FAMILIES and not args.full_size:
+    if name in catalog.FAMILIES and not args.full_size:
         merged.update(SMALL_BACKBONE_ARGS.get(name, {}))
-    family = backbones.family(name)
+    family = catalog.family(name)
     merged.update(args.backbone_args.get(family, {}))
     if name != family:
         merged.update(args.backbone_args.get(name, {}))
@@ -157,7 +162,7 @@ def cell_argv(args, backbone, lam, fraction, seed, folder):
     ]
     if args.data_dir is not None:
         argv += ["--data-dir", args.data_dir]
-    if args.dataset in data.FLIP_CHANGES_CLASS and not args.full_recipe:
+    if args.dataset in catalog.FLIP_CHANGES_CLASS and not args.full_recipe:
         argv += LABEL_SAFE_RECIPE
     return argv + list(args.train_args)
 
@@ -195,7 +200,7 @@ def cell_state(folder):
     metrics = read_json(os.path.join(folder, "metrics.json"))
     if metrics is not None and is_finished(metrics):
         return FINISHED
-    if training.read_state(folder) is not None and os.path.exists(os.path.join(folder, "last.keras")):
+    if run_folder.RunFolder(folder).read_state() is not None and os.path.exists(os.path.join(folder, "last.keras")):
         return PARTIAL
     if os.path.isdir(folder):
         return STARTED
@@ -218,9 +223,9 @@ def config_mismatches(cells):
         saved = read_json(os.path.join(cell.folder, "config.json"))
         if saved is None or cell_state(cell.folder) not in (FINISHED, PARTIAL):
             continue
-        saved = {**train_cifar.LEGACY_DEFAULTS, **saved}
-        now = vars(train_cifar.parse_args(cell.argv))
-        diff = training.config_difference(saved, now, ignore=train_cifar.RESUMABLE + ("verbose",))
+        saved = vars(options.namespace(saved))
+        now = vars(parse_cell(cell.argv))
+        diff = run_folder.config_difference(saved, now, ignore=options.RUN_ONLY)
         if diff:
             found.append((cell, diff))
     return found
@@ -233,13 +238,13 @@ def settings_key(config):
     """A short fingerprint of a run's settings (train_cifar.py's configuration without the
     flags that may change between a run and its resumption): two runs with the same key
     trained the same way. It ties a row of results.csv to the settings that made it."""
-    kept = {k: v for k, v in config.items() if k not in train_cifar.RESUMABLE + ("verbose",)}
+    kept = {k: v for k, v in config.items() if k not in options.RUN_ONLY}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def cell_settings_key(cell):
-    return settings_key(vars(train_cifar.parse_args(cell.argv)))
+    return settings_key(vars(parse_cell(cell.argv)))
 
 
 def result_row(cell_folder_name, metrics):
@@ -288,7 +293,7 @@ def write_results(path, rows):
     for row in sorted(rows, key=lambda r: (r["backbone"], float(r["lam"]), float(r["fraction"]),
                                            int(r["seed"]), r["cell"])):
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESULT_FIELDS})
-    training.atomic_write_text(path, buffer.getvalue())
+    run_folder.atomic_write_text(path, buffer.getvalue())
 
 
 def update_results(path, cells, carried=None):
@@ -470,7 +475,7 @@ def write_summary(output, metric="final_top1", preferred=()):
     rows = read_results(csv_path)
     study = read_json(os.path.join(output, "study.json")) or {}
     md_path, png_path = os.path.join(output, "results.md"), os.path.join(output, "results.png")
-    training.atomic_write_text(md_path, markdown_table(rows, metric, preferred, study.get("summary")))
+    run_folder.atomic_write_text(md_path, markdown_table(rows, metric, preferred, study.get("summary")))
     if rows:
         plot_results(rows, png_path, metric, preferred)
     return md_path, png_path
@@ -494,7 +499,7 @@ def _lam_spec(text):
 def _epoch_images(text):
     if text == "off":
         return text
-    return train_cifar._epoch_images(text)
+    return options.epoch_images_type(text)
 
 
 def _fraction(text):
@@ -521,8 +526,8 @@ def parse_args(argv=None):
     )
     g = p.add_argument_group("grid")
     g.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), metavar="NAME",
-                   choices=backbones.names(),
-                   help=f"backbone families or sizes: {', '.join(backbones.names())}")
+                   choices=catalog.backbone_names(),
+                   help=f"backbone families or sizes: {', '.join(catalog.backbone_names())}")
     g.add_argument("--lams", nargs="+", default=list(DEFAULT_LAMS), type=_lam_spec, metavar="LAMBDA",
                    help="DRLoc weights; 'default' is each backbone family's (0.1 CvT/T2T/CCT, 0.5 "
                         "Swin/ViT/ResNet-50); 0 trains without DRLoc")
@@ -531,7 +536,7 @@ def parse_args(argv=None):
     g.add_argument("--seeds", nargs="+", default=list(DEFAULT_SEEDS), type=int, metavar="SEED",
                    help="seeds (the model, the subset and, for synthetic data, the dataset itself)")
     g = p.add_argument_group("each run")
-    g.add_argument("--dataset", default="synthetic", choices=sorted(data.DATASETS), help="dataset")
+    g.add_argument("--dataset", default="synthetic", choices=catalog.DATASET_NAMES, help="dataset")
     g.add_argument("--data-dir", default=None, help="the dataset's files (see train_cifar.py)")
     g.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs of every run")
     g.add_argument("--epoch-images", type=_epoch_images, default=DEFAULT_EPOCH_IMAGES, metavar="N|full|off",
@@ -547,7 +552,7 @@ def parse_args(argv=None):
     g.add_argument("--backbone-args", type=json.loads, default={}, metavar="JSON",
                    help="constructor overrides per family or size, over the reduced sizes, e.g. "
                         '\'{"vit": {"depth": 6}}\'')
-    g.add_argument("--head-hidden", type=train_cifar._head_hidden, default="auto", metavar="N|auto",
+    g.add_argument("--head-hidden", type=options.head_hidden_type, default="auto", metavar="N|auto",
                    help="width of the DRLoc head's MLP for every run: 'auto' (default) is twice the "
                         "channels of the feature map, at most 512, so that the head of a reduced "
                         "backbone is in proportion to it (docs/results.md gives the measured cost); "
@@ -586,7 +591,7 @@ def parse_args(argv=None):
     ):
         p.error("--backbone-args must be a JSON object of objects, keyed by family or size, e.g. "
                 '\'{"vit": {"depth": 6}}\'')
-    known = set(args.backbones) | {backbones.family(b) for b in args.backbones}
+    known = set(args.backbones) | {catalog.family(b) for b in args.backbones}
     unknown = sorted(set(args.backbone_args) - known)
     if unknown:
         p.error(f"--backbone-args names {', '.join(unknown)}, not among the backbones of the study "
@@ -603,8 +608,10 @@ def _check_passthrough(parser, flags):
     if not flags:
         return
     try:
-        given = vars(train_cifar.parse_args(flags))
-        plain = vars(train_cifar.parse_args([]))
+        given = vars(parse_cell(flags))
+        plain = vars(parse_cell([]))
+    except options.UsageError as e:
+        parser.error(f"the passed-through flags {' '.join(flags)}: {e}")
     except SystemExit:
         parser.error(f"train_cifar.py does not accept the passed-through flags {' '.join(flags)} "
                      "(see its message above)")
@@ -619,7 +626,7 @@ def smallest_subset(args):
     """Training images of the smallest cell for the synthetic dataset (None for others)."""
     if args.dataset != "synthetic":
         return None
-    probe = train_cifar.parse_args(["--dataset", "synthetic", *args.train_args])
+    probe = parse_cell(["--dataset", "synthetic", *args.train_args])
     n, classes = probe.synthetic_train_size, 4  # load_synthetic's default number of classes
     counts = [n // classes + (c < n % classes) for c in range(classes)]
     fraction = min(args.fractions)
@@ -636,7 +643,7 @@ def _summary_line(args):
     return (f"dataset {args.dataset}, {args.image_size}x{args.image_size}, {args.epochs} epochs{per_epoch}, "
             f"batch {args.batch_size}, base lr {args.lr:g}, warm-up {args.warmup_epochs} epochs, "
             f"{'full-size' if args.full_size else 'reduced'} backbones, DRLoc head width {args.head_hidden}"
-            + (", label-safe augmentation" if args.dataset in data.FLIP_CHANGES_CLASS
+            + (", label-safe augmentation" if args.dataset in catalog.FLIP_CHANGES_CLASS
                and not args.full_recipe else "")
             + (f", extra flags `{' '.join(args.train_args)}`" if args.train_args else ""))
 
@@ -663,11 +670,11 @@ def carried_rows(path, cells):
     that finish cells of this grid: same cell name and the same settings fingerprint.
     Returns `({cell name: row}, [names of rows whose settings differ])`."""
     if not os.path.exists(path):
-        train_cifar.fail(f"--continue-from {path}: no such file")
+        fail(f"--continue-from {path}: no such file")
     try:
         rows = {row["cell"]: row for row in read_results(path)}
     except (KeyError, ValueError, csv.Error) as e:
-        train_cifar.fail(f"--continue-from {path}: not a results.csv of the study ({type(e).__name__}: {e})")
+        fail(f"--continue-from {path}: not a results.csv of the study ({type(e).__name__}: {e})")
     carried, other = {}, []
     for cell in cells:
         row = rows.get(cell.name)
@@ -694,9 +701,8 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending, carried):
         print(f"{where}: in --continue-from, skipped")
         return
     argv = list(cell.argv)
-    if state == PARTIAL:
-        saved = read_json(os.path.join(cell.folder, "config.json")) or {}
-        argv += ["--resume", "--verbose", str(saved.get("verbose", args.verbose))]
+    if state == PARTIAL:  # a resumed run goes by its saved settings
+        argv = ["--output", cell.folder, "--resume", "--verbose", str(args.verbose)]
     elif state == STARTED:
         shutil.rmtree(cell.folder)  # no finished epoch to keep: start it again cleanly
     eta = _eta(pending[pending.index(cell):], durations)
@@ -705,18 +711,19 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending, carried):
           f"(elapsed {_clock(time.time() - start)}, ETA {eta})", flush=True)
     cell_start = time.time()
     try:
-        result = train_cifar.main(argv)
+        result = run.train(*options.parse(argv))
     except KeyboardInterrupt:
         report["interrupted"] = True
-    except SystemExit as e:
-        if e.code == 130:
-            report["interrupted"] = True
-        else:
-            report["failed"][cell.name] = f"train_cifar.py exited with code {e.code}"
+    except options.UsageError as e:
+        report["failed"][cell.name] = f"error: {e}"
+    except SystemExit as e:  # argparse refused a flag (its message is printed)
+        report["failed"][cell.name] = f"the flags were refused (exit code {e.code})"
     except Exception as e:  # one broken cell does not stop the others
         traceback.print_exc()
         report["failed"][cell.name] = f"{type(e).__name__}: {e}"
     else:
+        if isinstance(result, dict) and result.get("interrupted"):
+            report["interrupted"] = True
         report["ran"].append(cell.name)
         top1 = result.get("final_top1") if isinstance(result, dict) else None
         print(f"{where}: done in {_clock(time.time() - cell_start)}"
@@ -737,7 +744,7 @@ def main(argv=None):
 
     if args.aggregate_only:
         if not os.path.exists(csv_path):
-            train_cifar.fail(f"{csv_path} does not exist: run the study first (without --aggregate-only)")
+            fail(f"{csv_path} does not exist: run the study first (without --aggregate-only)")
         report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
         print(f"wrote {report['results_md']} and {report['results_png']}")
         return report
@@ -746,14 +753,14 @@ def main(argv=None):
     report["cells"] = len(cells)
     smallest = smallest_subset(args)
     if smallest is not None and smallest < args.batch_size:
-        train_cifar.fail(f"--batch-size {args.batch_size} is larger than the smallest training subset "
+        fail(f"--batch-size {args.batch_size} is larger than the smallest training subset "
                          f"({smallest} images at fraction {min(args.fractions):g}); lower it")
     # The flags of every cell are checked before any training (train_cifar.py's own checks).
     try:
         for cell in cells:
-            train_cifar.parse_args(cell.argv)
+            parse_cell(cell.argv)
     except SystemExit:
-        train_cifar.fail(f"train_cifar.py refused the flags of {cell.name}: "
+        fail(f"train_cifar.py refused the flags of {cell.name}: "
                          f"{' '.join(shlex.quote(a) for a in cell.argv)}")
     mismatched = config_mismatches(cells)
     if mismatched:
@@ -762,7 +769,7 @@ def main(argv=None):
             for cell, diff in mismatched[:10]
         )
         more = f"\n  ... and {len(mismatched) - 10} more" if len(mismatched) > 10 else ""
-        train_cifar.fail(f"{len(mismatched)} cell(s) in {args.output} were run with other settings:\n"
+        fail(f"{len(mismatched)} cell(s) in {args.output} were run with other settings:\n"
                          f"{lines}{more}\nUse another --output, the same settings, or delete those folders.")
 
     carried = {}
@@ -787,7 +794,7 @@ def main(argv=None):
         "backbone_args": {b: backbone_args_for(b, args) for b in args.backbones},
         "train_args": args.train_args,
     }
-    training.atomic_write_text(os.path.join(args.output, "study.json"), json.dumps(study, indent=2))
+    run_folder.atomic_write_text(os.path.join(args.output, "study.json"), json.dumps(study, indent=2))
     pending = [c for c in cells if states[c.name] != FINISHED
                and not (c.name in carried and states[c.name] == NEW)]
     to_run = len(pending)

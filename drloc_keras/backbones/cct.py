@@ -26,7 +26,21 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath, MultiHeadSelfAttention, build_named
+from drloc_keras.backbones.layers import (
+    Backbone,
+    DropPath,
+    MultiHeadSelfAttention,
+    PositionEmbedding,
+    build_named,
+    check_positive_int,
+    check_rate,
+    conv_output_size,
+    dtype_policy,
+    image_shape,
+    mlp,
+    refuse_unknown_arguments,
+    truncated_normal,
+)
 
 # Named sizes. `cct_7_3x1` is the authors' cct_7_3x1_32 for 32x32 images: 7 layers, 4 heads,
 # width 256, MLP ratio 2, one 3x3 convolution (stride 1) in the tokenizer, attention dropout
@@ -46,35 +60,6 @@ CCT_CONFIGS = {
         "drop_path_rate": 0.1,
     },
 }
-
-
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def _output_size(size, kernel_size, stride, padding):
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
-@keras.saving.register_keras_serializable(package="drloc")
-class CCTPositionalEmbedding(layers.Layer):
-    """Adds a learnable embedding (truncated normal, std 0.2) to every token.
-
-    Input shape: `[B, N, C]` with static N and C. Output shape: the same.
-    """
-
-    def build(self, input_shape):
-        self.embedding = self.add_weight(
-            shape=(1,) + tuple(input_shape[1:]),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.2),
-            name="embedding",
-        )
-
-    def call(self, tokens):
-        return tokens + ops.cast(self.embedding, tokens.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -111,22 +96,15 @@ class CCTEncoderLayer(layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
-        self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
+        dtype = self.dtype_policy
+        self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
         self.attention = MultiHeadSelfAttention(
             dim, num_heads, qkv_bias=False, dropout_rate=dropout_rate,
-            attention_dropout_rate=attention_dropout_rate,
+            attention_dropout_rate=attention_dropout_rate, dtype=dtype,
         )
-        self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
-        self.mlp = keras.Sequential(
-            [
-                layers.Dense(int(dim * mlp_ratio), activation="gelu", kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-                layers.Dense(dim, kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-            ],
-            name="mlp",
-        )
-        self.drop_path = DropPath(drop_path_rate)
+        self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
+        self.drop_path = DropPath(drop_path_rate, dtype=dtype)
 
     def call(self, x, training=None):
         attended = self.attention(self.attention_norm(x), training=training)
@@ -158,7 +136,9 @@ class SequencePooling(layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.attention_pool = layers.Dense(1, kernel_initializer=_init())
+        self.attention_pool = layers.Dense(
+            1, kernel_initializer=truncated_normal(), dtype=self.dtype_policy
+        )
 
     def call(self, tokens):
         weights = ops.softmax(self.attention_pool(tokens), axis=1)  # [B, N, 1]
@@ -169,7 +149,7 @@ class SequencePooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class CCTBackbone(keras.Model):
+class CCTBackbone(Backbone):
     """CCT with sequence pooling and a linear classifier, exposing its token grid.
 
     Args:
@@ -187,6 +167,8 @@ class CCTBackbone(keras.Model):
             first.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
     "feature_maps": [[B, h, w, embed_dim]]}`, the encoder output on the tokenizer grid `h x w`.
@@ -200,6 +182,7 @@ class CCTBackbone(keras.Model):
     def __init__(
         self,
         image_size=32,
+        *,
         num_layers=7,
         num_heads=4,
         embed_dim=256,
@@ -213,34 +196,36 @@ class CCTBackbone(keras.Model):
         drop_path_rate=0.1,
         num_classes=1000,
         layer_norm_epsilon=1e-5,
+        name=None,
+        dtype=None,
+        trainable=True,
         **kwargs,
     ):
         # === Argument validation ===
-        for name, value in [("num_layers", num_layers), ("num_heads", num_heads),
-                            ("embed_dim", embed_dim), ("tokenizer_layers", tokenizer_layers),
-                            ("tokenizer_kernel_size", tokenizer_kernel_size),
-                            ("tokenizer_stride", tokenizer_stride),
-                            ("tokenizer_channels", tokenizer_channels),
-                            ("num_classes", num_classes)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
-        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
-                            ("attention_dropout_rate", attention_dropout_rate)]:
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        refuse_unknown_arguments(type(self), kwargs)
+        for arg, value in [("num_layers", num_layers), ("num_heads", num_heads),
+                           ("embed_dim", embed_dim), ("tokenizer_layers", tokenizer_layers),
+                           ("tokenizer_kernel_size", tokenizer_kernel_size),
+                           ("tokenizer_stride", tokenizer_stride),
+                           ("tokenizer_channels", tokenizer_channels),
+                           ("num_classes", num_classes)]:
+            check_positive_int(arg, value)
+        for arg, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                           ("attention_dropout_rate", attention_dropout_rate)]:
+            check_rate(arg, value)
         if embed_dim % num_heads:
             raise ValueError(
                 f"`embed_dim` must be divisible by `num_heads`. "
                 f"Found embed_dim={embed_dim}, num_heads={num_heads}"
             )
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        height, width = image_shape(image_size)
         kernel, stride = tokenizer_kernel_size, tokenizer_stride
         grid_height, grid_width = height, width
         for _ in range(tokenizer_layers):  # convolution, then 3x3 max pool at stride 2
-            grid_height = _output_size(grid_height, kernel, stride, kernel // 2)
-            grid_width = _output_size(grid_width, kernel, stride, kernel // 2)
-            grid_height = _output_size(grid_height, 3, 2, 1)
-            grid_width = _output_size(grid_width, 3, 2, 1)
+            grid_height = conv_output_size(grid_height, kernel, stride, kernel // 2)
+            grid_width = conv_output_size(grid_width, kernel, stride, kernel // 2)
+            grid_height = conv_output_size(grid_height, 3, 2, 1)
+            grid_width = conv_output_size(grid_width, 3, 2, 1)
         if min(grid_height, grid_width) < 2:
             raise ValueError(
                 f"`image_size` is too small for {tokenizer_layers} tokenizer layer(s) at "
@@ -248,13 +233,15 @@ class CCTBackbone(keras.Model):
                 f"{grid_height}x{grid_width}; DRLoc needs at least 2x2. "
                 f"Found image_size={image_size!r}"
             )
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, 3), name="images")
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
         x = images
         for i in range(tokenizer_layers):
             filters = embed_dim if i == tokenizer_layers - 1 else tokenizer_channels
-            x = layers.ZeroPadding2D(kernel // 2, name=f"tokenizer{i + 1}_padding")(x)
+            x = layers.ZeroPadding2D(kernel // 2, name=f"tokenizer{i + 1}_padding",
+                                     dtype=policy)(x)
             x = layers.Conv2D(
                 filters,
                 kernel,
@@ -263,14 +250,15 @@ class CCTBackbone(keras.Model):
                 activation="relu",
                 kernel_initializer="he_normal",
                 name=f"tokenizer{i + 1}_conv",
+                dtype=policy,
             )(x)
             # After the ReLU every value is >= 0, so zero padding acts as PyTorch's -inf
             # padding (Keras' "same" would pad only after, shifting the windows).
-            x = layers.ZeroPadding2D(1, name=f"tokenizer{i + 1}_pool_padding")(x)
-            x = layers.MaxPooling2D(3, strides=2, name=f"tokenizer{i + 1}_pool")(x)
-        x = layers.Reshape((grid_height * grid_width, embed_dim), name="tokens")(x)
-        x = CCTPositionalEmbedding(name="positional_embedding")(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+            x = layers.ZeroPadding2D(1, name=f"tokenizer{i + 1}_pool_padding", dtype=policy)(x)
+            x = layers.MaxPooling2D(3, strides=2, name=f"tokenizer{i + 1}_pool", dtype=policy)(x)
+        x = layers.Reshape((grid_height * grid_width, embed_dim), name="tokens", dtype=policy)(x)
+        x = PositionEmbedding(stddev=0.2, name="positional_embedding", dtype=policy)(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, num_layers).tolist()):
             x = CCTEncoderLayer(
                 embed_dim,
@@ -281,13 +269,18 @@ class CCTBackbone(keras.Model):
                 drop_path_rate=rate,
                 layer_norm_epsilon=layer_norm_epsilon,
                 name=f"encoder_layer{i + 1}",
+                dtype=policy,
             )(x)
-        grid = layers.Reshape((grid_height, grid_width, embed_dim), name="drloc_grid")(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
-        x = SequencePooling(name="sequence_pooling")(x)
-        logits = layers.Dense(num_classes, kernel_initializer=_init(), name="classifier")(x)
+        grid = layers.Reshape((grid_height, grid_width, embed_dim), name="drloc_grid",
+                              dtype=policy)(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm",
+                                      dtype=policy)(x)
+        x = SequencePooling(name="sequence_pooling", dtype=policy)(x)
+        logits = layers.Dense(
+            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+        )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
@@ -307,8 +300,7 @@ class CCTBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -324,10 +316,6 @@ class CCTBackbone(keras.Model):
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def cct(name, **overrides):

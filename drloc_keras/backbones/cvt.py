@@ -29,7 +29,21 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath, build_named
+from drloc_keras.backbones.layers import (
+    AveragePoolingExcludingPadding,
+    Backbone,
+    DropPath,
+    build_named,
+    check_positive_int,
+    check_rate,
+    conv_output_size,
+    dtype_policy,
+    image_shape,
+    mlp,
+    refuse_unknown_arguments,
+    sequential,
+    truncated_normal,
+)
 
 # Named sizes. `cvt_13` is CvT-13 (paper Table 2, the official cvt-13-224x224 config,
 # stochastic depth 0.1 in the last stage only). `cvt_13_32` is our choice for 32x32 images
@@ -56,56 +70,6 @@ CVT_CONFIGS = {
         "drop_path_rates": (0.0, 0.0, 0.1),
     },
 }
-
-
-def dense(units, **kwargs):
-    """A linear layer initialised as in the official code (truncated normal, std 0.02)."""
-    initializer = keras.initializers.TruncatedNormal(stddev=0.02)
-    return layers.Dense(units, kernel_initializer=initializer, **kwargs)
-
-
-def conv_output_size(size, kernel_size, stride, padding):
-    """Output length of a convolution or pooling along one axis (PyTorch's formula)."""
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
-@keras.saving.register_keras_serializable(package="drloc")
-class AveragePoolingExcludingPadding(layers.Layer):
-    """2D average pooling with zero padding that does not count the padding in the average.
-
-    This is PyTorch's `AvgPool2d(pool_size, strides, padding, count_include_pad=False)`:
-    each output is the mean of the input cells its window covers.
-
-    Args:
-        pool_size, strides, padding: ints, the same along height and width.
-
-    Input shape: `[B, H, W, C]` with static H and W.
-    Output shape: `[B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, C]`.
-    """
-
-    def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
-        super().__init__(**kwargs)
-        self.pool_size = pool_size
-        self.strides = strides
-        self.padding = padding
-
-    def call(self, inputs):
-        p = self.padding
-        pad = [[0, 0], [p, p], [p, p], [0, 0]]
-        ones = ops.ones((1, inputs.shape[1], inputs.shape[2], 1), dtype=inputs.dtype)
-        # Both are averages over the full window, so their ratio is sum / (covered cells).
-        sums = ops.average_pool(ops.pad(inputs, pad), self.pool_size, self.strides)
-        counts = ops.average_pool(ops.pad(ones, pad), self.pool_size, self.strides)
-        return sums / counts
-
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-        size = lambda n: conv_output_size(n, self.pool_size, self.strides, self.padding)
-        return (batch, size(height), size(width), channels)
-
-    def get_config(self):
-        config = {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
-        return {**super().get_config(), **config}
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -143,21 +107,26 @@ class ConvAttention(layers.Layer):
         self.kernel_size = kernel_size
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
+        dtype = self.dtype_policy
         self.projections = {
-            name: keras.Sequential(
+            name: sequential(
                 [
-                    layers.ZeroPadding2D(kernel_size // 2),
-                    layers.DepthwiseConv2D(kernel_size, strides=stride, use_bias=False),
-                    layers.BatchNormalization(epsilon=1e-5, momentum=0.9),  # PyTorch defaults
-                    dense(dim),
+                    layers.ZeroPadding2D(kernel_size // 2, dtype=dtype),
+                    layers.DepthwiseConv2D(kernel_size, strides=stride, use_bias=False,
+                                           dtype=dtype),
+                    # PyTorch's defaults
+                    layers.BatchNormalization(epsilon=1e-5, momentum=0.9, dtype=dtype),
+                    layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
                 ],
                 name=f"{name}_projection",
+                dtype=dtype,
             )
             for name, stride in (("q", 1), ("k", kv_stride), ("v", kv_stride))
         }
-        self.attention_dropout = layers.Dropout(attention_dropout_rate)
-        self.output_projection = dense(dim)
-        self.output_dropout = layers.Dropout(dropout_rate)
+        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
+        self.output_projection = layers.Dense(dim, kernel_initializer=truncated_normal(),
+                                              dtype=dtype)
+        self.output_dropout = layers.Dropout(dropout_rate, dtype=dtype)
 
     def split_heads(self, x):
         """`[B, h, w, dim]` -> `[B, heads, h * w, dim / heads]`."""
@@ -170,7 +139,7 @@ class ConvAttention(layers.Layer):
             self.split_heads(self.projections[name](inputs, training=training))
             for name in ("q", "k", "v")
         )
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / np.sqrt(q.shape[-1])
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / q.shape[-1] ** 0.5
         weights = self.attention_dropout(ops.softmax(scores, axis=-1), training=training)
         x = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
         x = ops.reshape(x, (-1, inputs.shape[1], inputs.shape[2], self.dim))
@@ -226,21 +195,14 @@ class CvTBlock(layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
-        self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
+        dtype = self.dtype_policy
+        self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
         self.attention = ConvAttention(
-            dim, num_heads, kv_stride, 3, dropout_rate, attention_dropout_rate
+            dim, num_heads, kv_stride, 3, dropout_rate, attention_dropout_rate, dtype=dtype
         )
-        self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon)
-        self.mlp = keras.Sequential(
-            [
-                dense(int(dim * mlp_ratio), activation="gelu"),
-                layers.Dropout(dropout_rate),
-                dense(dim),
-                layers.Dropout(dropout_rate),
-            ],
-            name="mlp",
-        )
-        self.drop_path = DropPath(drop_path_rate)
+        self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
+        self.drop_path = DropPath(drop_path_rate, dtype=dtype)
 
     def call(self, x, training=None):
         attended = self.attention(self.attention_norm(x), training=training)
@@ -266,7 +228,7 @@ class CvTBlock(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class CvTBackbone(keras.Model):
+class CvTBackbone(Backbone):
     """CvT with a linear classifier, exposing the DRLoc grid of its last stage.
 
     Args:
@@ -282,6 +244,8 @@ class CvTBackbone(keras.Model):
         attention_dropout_rate: dropout on the attention weights.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
     "feature_maps": [[B, ceil(h / 2), ceil(w / 2), embed_dims[-1]]]}`, the last stage `h x w`
@@ -296,6 +260,7 @@ class CvTBackbone(keras.Model):
     def __init__(
         self,
         image_size=224,
+        *,
         embed_dims=(64, 192, 384),
         num_heads=(1, 3, 6),
         depths=(1, 2, 10),
@@ -308,9 +273,13 @@ class CvTBackbone(keras.Model):
         attention_dropout_rate=0.0,
         num_classes=1000,
         layer_norm_epsilon=1e-5,
+        name=None,
+        dtype=None,
+        trainable=True,
         **kwargs,
     ):
         # === Argument validation ===
+        refuse_unknown_arguments(type(self), kwargs)
         stages = {
             "embed_dims": list(embed_dims),
             "num_heads": list(num_heads),
@@ -319,28 +288,24 @@ class CvTBackbone(keras.Model):
             "patch_strides": list(patch_strides),
             "drop_path_rates": list(drop_path_rates),
         }
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"`num_classes` must be a positive int. Found num_classes={num_classes!r}"
-            )
-        for name, values in stages.items():
+        check_positive_int("num_classes", num_classes)
+        for arg, values in stages.items():
             if len(values) != len(stages["embed_dims"]):
                 raise ValueError(
                     f"Every per-stage argument needs one value per stage, as many as "
-                    f"embed_dims={stages['embed_dims']}. Found {name}={values}"
+                    f"embed_dims={stages['embed_dims']}. Found {arg}={values}"
                 )
-        for name, value in [("dropout_rate", dropout_rate),
-                            ("attention_dropout_rate", attention_dropout_rate),
-                            *(("drop_path_rates", rate) for rate in drop_path_rates)]:
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        for arg, value in [("dropout_rate", dropout_rate),
+                           ("attention_dropout_rate", attention_dropout_rate),
+                           *(("drop_path_rates", rate) for rate in drop_path_rates)]:
+            check_rate(arg, value)
         for dim, heads in zip(embed_dims, num_heads):
             if dim % heads:
                 raise ValueError(
                     f"Each of `embed_dims` must be divisible by its `num_heads`. "
                     f"Found embed_dims={stages['embed_dims']}, num_heads={stages['num_heads']}"
                 )
-        height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+        height, width = image_shape(image_size)
         last_height, last_width = height, width
         for kernel, stride in zip(patch_sizes, patch_strides):
             last_height = conv_output_size(last_height, kernel, stride, kernel // 2)
@@ -352,18 +317,21 @@ class CvTBackbone(keras.Model):
                 f"{last_height}x{last_width}, and the DRLoc grid (its stride-2 pooling) needs "
                 f"at least 3x3. Found image_size={image_size!r}"
             )
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, 3), name="images")
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
         x = images
         for i, (dim, heads, depth, kernel, stride, rate) in enumerate(zip(*stages.values())):
             stage = f"stage{i + 1}"
-            x = layers.ZeroPadding2D(kernel // 2, name=f"{stage}_embedding_padding")(x)
-            x = layers.Conv2D(dim, kernel, strides=stride, name=f"{stage}_embedding")(x)
+            x = layers.ZeroPadding2D(kernel // 2, name=f"{stage}_embedding_padding",
+                                     dtype=policy)(x)
+            x = layers.Conv2D(dim, kernel, strides=stride, name=f"{stage}_embedding",
+                              dtype=policy)(x)
             x = layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name=f"{stage}_embedding_norm"
+                epsilon=layer_norm_epsilon, name=f"{stage}_embedding_norm", dtype=policy
             )(x)
-            x = layers.Dropout(dropout_rate, name=f"{stage}_embedding_dropout")(x)
+            x = layers.Dropout(dropout_rate, name=f"{stage}_embedding_dropout", dtype=policy)(x)
             for j, block_rate in enumerate(np.linspace(0.0, rate, depth).tolist()):
                 x = CvTBlock(
                     dim,
@@ -375,18 +343,22 @@ class CvTBackbone(keras.Model):
                     drop_path_rate=block_rate,
                     layer_norm_epsilon=layer_norm_epsilon,
                     name=f"{stage}_block{j + 1}",
+                    dtype=policy,
                 )(x)
-        grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid")(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
-        x = layers.GlobalAveragePooling2D(name="average_pool")(x)
-        logits = dense(num_classes, name="classifier")(x)
+        grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid", dtype=policy)(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm",
+                                      dtype=policy)(x)
+        x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(x)
+        logits = layers.Dense(
+            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+        )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
-        for name, values in stages.items():
-            setattr(self, name, values)
+        for arg, values in stages.items():
+            setattr(self, arg, values)
         self.mlp_ratio = mlp_ratio
         self.kv_stride = kv_stride
         self.dropout_rate = dropout_rate
@@ -396,8 +368,7 @@ class CvTBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "embed_dims": self.embed_dims,
             "num_heads": self.num_heads,
@@ -412,10 +383,6 @@ class CvTBackbone(keras.Model):
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def cvt(name, **overrides):

@@ -31,6 +31,14 @@ normalisation) in the data pipeline.
 import keras
 from keras import layers
 
+from drloc_keras.backbones.layers import (
+    Backbone,
+    check_positive_int,
+    dtype_policy,
+    image_shape,
+    refuse_unknown_arguments,
+)
+
 
 def import_keras_hub():
     """`keras_hub`, or an ImportError that says how to install it."""
@@ -59,12 +67,13 @@ def _image_shape(hub_backbone, image_size):
                 f"{tuple(hub_backbone.inputs[0].shape)})"
             )
         return hub_height, hub_width, channels or 3
-    size = _pair(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+    try:
+        size = image_shape(image_size)
+    except ValueError:
         raise ValueError(
             "`image_size` must be None, a positive int or a (height, width) pair. "
             f"Found image_size={image_size!r}"
-        )
+        ) from None
     for given, fixed in zip(size, (hub_height, hub_width)):
         if fixed is not None and given != fixed:
             raise ValueError(
@@ -105,7 +114,7 @@ def _check_hub_backbone(hub_backbone, keras_hub):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class KerasHubBackbone(keras.Model):
+class KerasHubBackbone(Backbone):
     """A keras-hub backbone with a linear classifier, exposing a feature grid for DRLoc.
 
     Args:
@@ -116,6 +125,9 @@ class KerasHubBackbone(keras.Model):
             level names (`["P4", "P5"]`): one feature map each, in that order.
         image_size: int, or (height, width); None takes the backbone's own fixed input size.
             Required when the backbone takes any size (pyramid backbones usually do).
+        name, trainable: as for `keras.Model`.
+        dtype: the dtype policy of the adapter's own layers (the pooling and the classifier);
+            None (the default) takes the hub backbone's policy.
 
     Input: images `[B, height, width, C]`, C the backbone's channels (3). Output:
     `{"logits": [B, num_classes], "feature_maps": [[B, h, w, C_level], ...]}`, each map at
@@ -129,14 +141,23 @@ class KerasHubBackbone(keras.Model):
     (None, 4, 4, 16)
     """
 
-    def __init__(self, hub_backbone, num_classes=1000, feature="last", image_size=None, **kwargs):
+    def __init__(
+        self,
+        hub_backbone,
+        *,
+        num_classes=1000,
+        feature="last",
+        image_size=None,
+        name=None,
+        dtype=None,
+        trainable=True,
+        **kwargs,
+    ):
         # === Argument validation ===
+        refuse_unknown_arguments(type(self), kwargs)
         keras_hub = import_keras_hub()
         kind = _check_hub_backbone(hub_backbone, keras_hub)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"`num_classes` must be a positive integer. Found num_classes={num_classes!r}"
-            )
+        check_positive_int("num_classes", num_classes)
         if kind == "pyramid":
             available = list(hub_backbone.pyramid_outputs)
             if feature == "last":
@@ -158,21 +179,25 @@ class KerasHubBackbone(keras.Model):
                 f"Found feature={feature!r}"
             )
         height, width, channels = _image_shape(hub_backbone, image_size)
+        policy = hub_backbone.dtype_policy if dtype is None else dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, channels), name="images")
+        images = keras.Input(
+            shape=(height, width, channels), name="images", dtype=policy.compute_dtype
+        )
         if kind == "pyramid":
             extractor = keras.Model(
                 hub_backbone.inputs[0],
                 {"output": hub_backbone.outputs[0], "levels": hub_backbone.pyramid_outputs},
                 name="pyramid",
             )
+            extractor.dtype_policy = hub_backbone.dtype_policy
             outputs = extractor(images)
             feature_maps = [outputs["levels"][level] for level in levels]
             final = outputs["output"]
             if len(final.shape) != 4:  # a backbone whose output is not a map: pool the deepest
                 final = outputs["levels"][available[-1]]
-            x = layers.GlobalAveragePooling2D(name="average_pool")(final)
+            x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(final)
             for level, feature_map in zip(levels, feature_maps):
                 if min(feature_map.shape[1:3]) < 2:
                     raise ValueError(
@@ -192,16 +217,17 @@ class KerasHubBackbone(keras.Model):
                     f"after at most one class token. Found {num_tokens} tokens for a {rows}x{cols} "
                     f"grid (image {height}x{width}, patch {patch_height}x{patch_width})"
                 )
-            grid = layers.Reshape((rows, cols, dim), name="token_grid")(tokens[:, num_prefix:])
+            grid = layers.Reshape((rows, cols, dim), name="token_grid", dtype=policy)(
+                tokens[:, num_prefix:]
+            )
             feature_maps = [grid]
             if num_prefix:
                 x = tokens[:, 0]
             else:
-                x = layers.GlobalAveragePooling1D(name="average_pool")(tokens)
-        logits = layers.Dense(num_classes, name="classifier")(x)
-        super().__init__(
-            inputs=images, outputs={"logits": logits, "feature_maps": feature_maps}, **kwargs
-        )
+                x = layers.GlobalAveragePooling1D(name="average_pool", dtype=policy)(tokens)
+        logits = layers.Dense(num_classes, name="classifier", dtype=policy)(x)
+        outputs = {"logits": logits, "feature_maps": feature_maps}
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.hub_backbone = hub_backbone
@@ -211,8 +237,7 @@ class KerasHubBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "hub_backbone": keras.saving.serialize_keras_object(self.hub_backbone),
             "num_classes": self.num_classes,
             "feature": self.feature,

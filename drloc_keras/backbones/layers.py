@@ -1,14 +1,148 @@
-"""Blocks shared by several backbones: stochastic depth and the ViT-style transformer pieces."""
+"""What the backbones share: their base class, argument checks, dtype policies, sizes, and
+the layers used by more than one family (stochastic depth, the ViT-style transformer pieces, a
+learned position embedding, average pooling that does not count its padding)."""
+
+import difflib
+import inspect
 
 import keras
 from keras import layers, ops
 
+# The keyword arguments of every backbone that go to `keras.Model` (through `Backbone`).
+MODEL_ARGUMENTS = ("name", "dtype", "trainable")
+
+
+# --- argument checks ----------------------------------------------------------------------------
+
+
+def check_positive_int(name, value):
+    """Raises a ValueError naming `name` unless `value` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
+
+
+def check_rate(name, value):
+    """Raises a ValueError naming `name` unless `value` is a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+
+
+def image_shape(image_size):
+    """`(height, width)` of an `image_size` that is a positive int or a pair of them."""
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+        raise ValueError(
+            "`image_size` must be a positive int or a (height, width) pair. "
+            f"Found image_size={image_size!r}"
+        )
+    return size
+
+
+def conv_output_size(size, kernel_size, stride, padding):
+    """Output length of a convolution, pooling or unfold along one axis (PyTorch's formula)."""
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def valid_arguments(backbone_class):
+    """Sorted names of the keyword arguments that `backbone_class(...)` accepts."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = inspect.signature(backbone_class.__init__).parameters.values()
+    return sorted(p.name for p in parameters if p.kind in kinds and p.name != "self")
+
+
+def refuse_unknown_arguments(backbone_class, arguments, built=None):
+    """Raises a ValueError naming the arguments `backbone_class` does not take, and the valid
+    ones; `built` names the configuration (a size such as "swin_tiny_32") being built."""
+    valid = valid_arguments(backbone_class)
+    unknown = sorted(set(arguments) - set(valid))
+    if not unknown:
+        return
+    hints = [
+        f"{match[0]!r} for {name!r}"
+        for name in unknown
+        if (match := difflib.get_close_matches(name, valid, n=1))
+    ]
+    what = backbone_class.__name__ if built is None else f"{built} ({backbone_class.__name__})"
+    raise ValueError(
+        f"Unknown argument(s) {unknown} for {what}."
+        + (f" Did you mean {', '.join(hints)}?" if hints else "")
+        + f" Valid arguments: {valid}"
+    )
+
 
 def build_named(backbone_class, configs, name, overrides):
-    """`backbone_class` with the named configuration of `configs`, any argument overridden."""
+    """`backbone_class` with the named configuration of `configs`, any argument overridden;
+    an argument `backbone_class` does not take is refused, with the valid ones."""
     if name not in configs:
         raise ValueError(f"`name` must be one of {sorted(configs)}. Found name={name!r}")
+    refuse_unknown_arguments(backbone_class, overrides, built=name)
     return backbone_class(**{**configs[name], "name": name, **overrides})
+
+
+# --- dtype policies and the base class ----------------------------------------------------------
+
+
+def dtype_policy(dtype):
+    """The `keras.DTypePolicy` of a `dtype` argument; None is Keras' global policy."""
+    return keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+
+
+def sequential(sublayers, name, dtype):
+    """`keras.Sequential(sublayers)` with the dtype policy `dtype` (a Sequential takes no
+    `dtype` argument, and would otherwise cast its inputs to the global policy)."""
+    model = keras.Sequential(sublayers, name=name)
+    model.dtype_policy = dtype_policy(dtype)
+    return model
+
+
+def mlp(dim, hidden, dropout_rate, dtype, name="mlp"):
+    """The transformer MLP: Dense `hidden` with exact GELU, dropout, Dense `dim`, dropout
+    (timm's `Mlp`), every Dense initialised truncated normal std 0.02."""
+    return sequential(
+        [
+            layers.Dense(hidden, activation="gelu", kernel_initializer=truncated_normal(),
+                         dtype=dtype),
+            layers.Dropout(dropout_rate, dtype=dtype),
+            layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
+            layers.Dropout(dropout_rate, dtype=dtype),
+        ],
+        name=name,
+        dtype=dtype,
+    )
+
+
+def truncated_normal(stddev=0.02):
+    """The initializer of the transformers' Dense kernels and learned tokens."""
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+class Backbone(keras.Model):
+    """Base of the drloc backbones: a functional model `images -> {"logits", "feature_maps"}`.
+
+    A subclass checks its arguments (`refuse_unknown_arguments` for its `**kwargs`), builds
+    every layer with `dtype=dtype_policy(dtype)`, then calls
+    `super().__init__(inputs, outputs, name=name, dtype=dtype, trainable=trainable)`; its
+    `get_config` extends this one with its own arguments. (`keras.Model` would ignore `dtype`
+    and unknown arguments of a functional model.)
+    """
+
+    def __init__(self, inputs, outputs, *, name=None, dtype=None, trainable=True):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable)
+        self.dtype_policy = dtype_policy(dtype)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+# --- layers -------------------------------------------------------------------------------------
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -43,10 +177,6 @@ class DropPath(layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
 @keras.saving.register_keras_serializable(package="drloc")
 class MultiHeadSelfAttention(layers.Layer):
     """Multi-head self-attention: q, k, v from one linear layer, then an output projection.
@@ -76,10 +206,15 @@ class MultiHeadSelfAttention(layers.Layer):
         self.qkv_bias = qkv_bias
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
-        self.qkv = layers.Dense(3 * dim, use_bias=qkv_bias, kernel_initializer=_init(), name="qkv")
-        self.attention_dropout = layers.Dropout(attention_dropout_rate)
-        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
-        self.proj_dropout = layers.Dropout(dropout_rate)
+        dtype = self.dtype_policy
+        self.qkv = layers.Dense(
+            3 * dim, use_bias=qkv_bias, kernel_initializer=truncated_normal(), name="qkv",
+            dtype=dtype,
+        )
+        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+                                 dtype=dtype)
+        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
 
     def call(self, tokens, training=None):
         length, head_dim = tokens.shape[1], self.dim // self.num_heads
@@ -142,21 +277,17 @@ class TransformerEncoderBlock(layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
-        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
+        dtype = self.dtype_policy
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
+                                               dtype=dtype)
         self.attention = MultiHeadSelfAttention(
-            dim, num_heads, qkv_bias, dropout_rate, attention_dropout_rate, name="attention"
+            dim, num_heads, qkv_bias, dropout_rate, attention_dropout_rate, name="attention",
+            dtype=dtype,
         )
-        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
-        self.mlp = keras.Sequential(
-            [
-                layers.Dense(int(dim * mlp_ratio), activation="gelu", kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-                layers.Dense(dim, kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-            ],
-            name="mlp",
-        )
-        self.drop_path = DropPath(drop_path_rate, name="drop_path")
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
+                                               dtype=dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
+        self.drop_path = DropPath(drop_path_rate, name="drop_path", dtype=dtype)
 
     def call(self, x, training=None):
         attended = self.attention(self.norm1(x), training=training)
@@ -190,7 +321,7 @@ class ClassToken(layers.Layer):
 
     def build(self, input_shape):
         self.token = self.add_weight(
-            shape=(1, 1, input_shape[-1]), initializer=_init(), name="token"
+            shape=(1, 1, input_shape[-1]), initializer=truncated_normal(), name="token"
         )
 
     def call(self, tokens):
@@ -205,14 +336,24 @@ class ClassToken(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="drloc")
 class PositionEmbedding(layers.Layer):
-    """Adds a learned embedding (truncated normal, std 0.02) to every token.
+    """Adds a learned embedding, one per token position, to the tokens.
+
+    Args:
+        stddev: float, the standard deviation of the truncated normal initializer (0.02 in
+            ViT and T2T-ViT, 0.2 in CCT).
 
     Input shape: `[B, N, C]` with static N and C. Output shape: the same.
     """
 
+    def __init__(self, stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev = stddev
+
     def build(self, input_shape):
         self.embedding = self.add_weight(
-            shape=(1,) + tuple(input_shape[1:]), initializer=_init(), name="embedding"
+            shape=(1,) + tuple(input_shape[1:]),
+            initializer=truncated_normal(self.stddev),
+            name="embedding",
         )
 
     def call(self, tokens):
@@ -220,6 +361,9 @@ class PositionEmbedding(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -248,3 +392,43 @@ class SplitClassToken(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "grid_size": list(self.grid_size)}
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class AveragePoolingExcludingPadding(layers.Layer):
+    """2D average pooling with zero padding that does not count the padding in the average.
+
+    This is PyTorch's `AvgPool2d(pool_size, strides, padding, count_include_pad=False)`:
+    each output is the mean of the input cells its window covers (the DRLoc grid of CvT and
+    T2T-ViT).
+
+    Args:
+        pool_size, strides, padding: ints, the same along height and width.
+
+    Input shape: `[B, H, W, C]` with static H and W.
+    Output shape: `[B, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1, C]`.
+    """
+
+    def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+        self.strides = strides
+        self.padding = padding
+
+    def call(self, inputs):
+        p = self.padding
+        pad = [[0, 0], [p, p], [p, p], [0, 0]]
+        ones = ops.ones((1, inputs.shape[1], inputs.shape[2], 1), dtype=inputs.dtype)
+        # Both are averages over the full window, so their ratio is sum / (covered cells).
+        sums = ops.average_pool(ops.pad(inputs, pad), self.pool_size, self.strides)
+        counts = ops.average_pool(ops.pad(ones, pad), self.pool_size, self.strides)
+        return sums / counts
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        size = lambda n: conv_output_size(n, self.pool_size, self.strides, self.padding)
+        return (batch, size(height), size(width), channels)
+
+    def get_config(self):
+        config = {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
+        return {**super().get_config(), **config}

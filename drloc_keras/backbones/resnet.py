@@ -29,7 +29,14 @@ Example:
 import keras
 from keras import layers
 
-from drloc_keras.backbones.layers import build_named
+from drloc_keras.backbones.layers import (
+    Backbone,
+    build_named,
+    check_positive_int,
+    dtype_policy,
+    image_shape,
+    refuse_unknown_arguments,
+)
 
 # Named sizes. `resnet50` is ResNet-50 at 224x224: 25,636,712 parameters with 1000 classes
 # (the 25,557,032 of torchvision's, plus the 26,560 convolution biases and 53,120 BatchNorm
@@ -57,12 +64,7 @@ def last_stage_size(side, stem):
 
 def _image_shape(image_size, stem):
     """Checks `image_size` against the stem; returns (height, width)."""
-    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(
-            "`image_size` must be a positive int or a (height, width) pair. "
-            f"Found image_size={image_size!r}"
-        )
+    size = image_shape(image_size)
     if min(last_stage_size(s, stem) for s in size) < 2:
         smallest = 2 ** HALVINGS[stem] + 1
         hint = ""
@@ -80,20 +82,32 @@ def scaled_filters(filters, width_multiplier):
     return max(1, int(round(filters * width_multiplier)))
 
 
-def _cloned_trunk(height, width, stem="cifar", width_multiplier=1.0):
-    """The application's ResNet-50 rebuilt layer by layer: with the cifar stem, a 3x3
+def _trunk(height, width, stem, width_multiplier, policy):
+    """The application's ResNet-50 as the layer "trunk", every layer with the dtype `policy`.
+
+    The application itself where it fits (the imagenet stem at full width, under Keras'
+    global policy); otherwise it is rebuilt layer by layer: with the cifar stem, a 3x3
     stride-1 stem convolution and no max pooling; with `width_multiplier`, every
-    convolution's filters scaled (the blocks and their names stay the same)."""
+    convolution's filters scaled; with `policy` (the blocks and their names stay the same).
+    """
+    shape = (height, width, 3)
+    global_policy = keras.config.dtype_policy().name
+    if stem == "imagenet" and width_multiplier == 1 and policy.name == global_policy:
+        return keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=shape, name="trunk"
+        )
     application = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(None, None, 3), name="trunk"
     )
 
     def clone(layer):
-        config = layer.get_config()
+        config = {**layer.get_config(), "dtype": policy}
         if isinstance(layer, layers.Conv2D):
             config["filters"] = scaled_filters(config["filters"], width_multiplier)
         if stem == "cifar" and layer.name == "conv1_conv":
-            return layers.Conv2D(config["filters"], 3, padding="same", name="conv1_conv")
+            return layers.Conv2D(
+                config["filters"], 3, padding="same", name="conv1_conv", dtype=policy
+            )
         return layer.__class__.from_config(config)
 
     def call(layer, *args, **kwargs):
@@ -101,16 +115,18 @@ def _cloned_trunk(height, width, stem="cifar", width_multiplier=1.0):
             return args[0]
         return layer(*args, **kwargs)
 
-    return keras.models.clone_model(
+    trunk = keras.models.clone_model(
         application,
-        input_tensors=keras.Input(shape=(height, width, 3)),
+        input_tensors=keras.Input(shape=shape, dtype=policy.compute_dtype),
         clone_function=clone,
         call_function=call,
     )
+    trunk.dtype_policy = policy
+    return trunk
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class ResNet50Backbone(keras.Model):
+class ResNet50Backbone(Backbone):
     """ResNet-50 of `keras.applications` with a linear classifier, exposing its last stage.
 
     Args:
@@ -122,6 +138,8 @@ class ResNet50Backbone(keras.Model):
         width_multiplier: scales the filters of every convolution (rounded, at least 1).
             1.0 (the default) is ResNet-50 itself; 0.25 is about 16 times cheaper, for quick
             studies on small computers.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`, not preprocessed. Output: `{"logits": [B,
     num_classes], "feature_maps": [[B, h, w, C]]}`, the last stage's output, with
@@ -133,13 +151,21 @@ class ResNet50Backbone(keras.Model):
     (None, 7, 7, 2048)
     """
 
-    def __init__(self, image_size=224, num_classes=1000, stem="imagenet", width_multiplier=1.0,
-                 **kwargs):
+    def __init__(
+        self,
+        image_size=224,
+        *,
+        num_classes=1000,
+        stem="imagenet",
+        width_multiplier=1.0,
+        name=None,
+        dtype=None,
+        trainable=True,
+        **kwargs,
+    ):
         # === Argument validation ===
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"`num_classes` must be a positive integer. Found num_classes={num_classes!r}"
-            )
+        refuse_unknown_arguments(type(self), kwargs)
+        check_positive_int("num_classes", num_classes)
         if stem not in HALVINGS:
             raise ValueError(f"`stem` must be one of {sorted(HALVINGS)}. Found stem={stem!r}")
         multiplier_ok = isinstance(width_multiplier, (int, float)) and not isinstance(
@@ -151,20 +177,15 @@ class ResNet50Backbone(keras.Model):
                 f"Found width_multiplier={width_multiplier!r}"
             )
         height, width = _image_shape(image_size, stem)
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, 3), name="images")
-        if stem == "imagenet" and width_multiplier == 1:
-            trunk = keras.applications.ResNet50(
-                include_top=False, weights=None, input_shape=(height, width, 3), name="trunk"
-            )
-        else:
-            trunk = _cloned_trunk(height, width, stem, width_multiplier)
-        features = trunk(images)
-        x = layers.GlobalAveragePooling2D(name="average_pool")(features)
-        logits = layers.Dense(num_classes, name="classifier")(x)
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
+        features = _trunk(height, width, stem, width_multiplier, policy)(images)
+        x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(features)
+        logits = layers.Dense(num_classes, name="classifier", dtype=policy)(x)
         outputs = {"logits": logits, "feature_maps": [features]}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
@@ -174,17 +195,12 @@ class ResNet50Backbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "num_classes": self.num_classes,
             "stem": self.stem,
             "width_multiplier": self.width_multiplier,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def resnet(name, **overrides):

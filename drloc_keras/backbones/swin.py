@@ -18,7 +18,17 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.layers import DropPath, build_named
+from drloc_keras.backbones.layers import (
+    Backbone,
+    DropPath,
+    build_named,
+    check_positive_int,
+    check_rate,
+    dtype_policy,
+    image_shape,
+    refuse_unknown_arguments,
+    truncated_normal,
+)
 
 # Named sizes. `swin_tiny` is Swin-T. `swin_tiny_32` is our choice for 32x32 images (the
 # authors resize CIFAR to 224 instead): the same widths and depths, patch 2 so the stages
@@ -47,10 +57,6 @@ SWIN_CONFIGS = {
 }
 
 MASKED = -100.0  # added to the logits of pairs from different regions, as in the official code
-
-
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 # --- windows: NumPy constants and the tensor reshapes ------------------------------------------
@@ -156,15 +162,20 @@ class WindowAttention(layers.Layer):
         self.dropout_rate = dropout_rate
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_index = relative_position_index(window_size)  # a constant
-        self.qkv = layers.Dense(3 * dim, use_bias=qkv_bias, kernel_initializer=_init(), name="qkv")
-        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
-        self.attention_dropout = layers.Dropout(attention_dropout_rate)
-        self.proj_dropout = layers.Dropout(dropout_rate)
+        dtype = self.dtype_policy
+        self.qkv = layers.Dense(
+            3 * dim, use_bias=qkv_bias, kernel_initializer=truncated_normal(), name="qkv",
+            dtype=dtype,
+        )
+        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+                                 dtype=dtype)
+        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
 
     def build(self, input_shape):
         self.relative_position_bias_table = self.add_weight(
             shape=((2 * self.window_size - 1) ** 2, self.num_heads),
-            initializer=_init(),
+            initializer=truncated_normal(),
             name="relative_position_bias_table",
         )
         self.qkv.build(input_shape)
@@ -254,17 +265,23 @@ class SwinTransformerBlock(layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
 
-        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
+        dtype = self.dtype_policy
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
+                                               dtype=dtype)
         self.attention = WindowAttention(
             dim, num_heads, window_size, qkv_bias, attention_dropout_rate, dropout_rate,
-            name="attention",
+            name="attention", dtype=dtype,
         )
-        self.drop_path = DropPath(drop_path_rate, name="drop_path")
-        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
-        self.fc1 = layers.Dense(int(dim * mlp_ratio), kernel_initializer=_init(), name="fc1")
-        self.gelu = layers.Activation("gelu")  # exact (erf) GELU, as torch.nn.GELU
-        self.fc2 = layers.Dense(dim, kernel_initializer=_init(), name="fc2")
-        self.mlp_dropout = layers.Dropout(dropout_rate)
+        self.drop_path = DropPath(drop_path_rate, name="drop_path", dtype=dtype)
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
+                                               dtype=dtype)
+        self.fc1 = layers.Dense(int(dim * mlp_ratio), kernel_initializer=truncated_normal(),
+                                name="fc1", dtype=dtype)
+        # exact (erf) GELU, as torch.nn.GELU
+        self.gelu = layers.Activation("gelu", dtype=dtype)
+        self.fc2 = layers.Dense(dim, kernel_initializer=truncated_normal(), name="fc2",
+                                dtype=dtype)
+        self.mlp_dropout = layers.Dropout(dropout_rate, dtype=dtype)
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
@@ -346,9 +363,11 @@ class PatchMerging(layers.Layer):
         super().__init__(**kwargs)
         self.dim = dim
         self.layer_norm_epsilon = layer_norm_epsilon
-        self.norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")
+        self.norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm",
+                                              dtype=self.dtype_policy)
         self.reduction = layers.Dense(
-            2 * dim, use_bias=False, kernel_initializer=_init(), name="reduction"
+            2 * dim, use_bias=False, kernel_initializer=truncated_normal(), name="reduction",
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -381,27 +400,17 @@ def stage_windows(stage_size, window_size):
     return window_size, window_size // 2
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Found {name}={value!r}")
-
-
 def _stage_sizes(image_size, patch_size, depths, num_heads, embed_dim, window_size):
     """Checks the sizes against each other; returns each stage's (height, width)."""
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(
-            "`image_size` must be a positive int or a (height, width) pair. "
-            f"Found image_size={image_size!r}"
-        )
+    size = image_shape(image_size)
     if len(depths) < 1 or len(depths) != len(num_heads):
         raise ValueError(
             "`depths` and `num_heads` must be non-empty and have one entry per stage. "
             f"Found depths={depths!r}, num_heads={num_heads!r}"
         )
     for stage, (depth, heads) in enumerate(zip(depths, num_heads)):
-        _check_positive_int(f"depths[{stage}]", depth)
-        _check_positive_int(f"num_heads[{stage}]", heads)
+        check_positive_int(f"depths[{stage}]", depth)
+        check_positive_int(f"num_heads[{stage}]", heads)
         if (embed_dim * 2**stage) % heads:
             raise ValueError(
                 "`num_heads` must divide each stage's width embed_dim * 2**stage. Found "
@@ -429,7 +438,7 @@ def _stage_sizes(image_size, patch_size, depths, num_heads, embed_dim, window_si
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class SwinBackbone(keras.Model):
+class SwinBackbone(Backbone):
     """Swin Transformer with a linear classifier, exposing every stage's feature map.
 
     Args:
@@ -447,6 +456,8 @@ class SwinBackbone(keras.Model):
         drop_path_rate: stochastic depth of the last block; it rises linearly from 0 at the first.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
     "feature_maps": [[B, h_s, w_s, embed_dim * 2**s] for each stage s]}`, the maps taken
@@ -461,6 +472,7 @@ class SwinBackbone(keras.Model):
     def __init__(
         self,
         image_size=224,
+        *,
         patch_size=4,
         embed_dim=96,
         depths=(2, 2, 6, 2),
@@ -473,33 +485,43 @@ class SwinBackbone(keras.Model):
         drop_path_rate=0.2,
         num_classes=1000,
         layer_norm_epsilon=1e-5,
+        name=None,
+        dtype=None,
+        trainable=True,
         **kwargs,
     ):
         # === Argument validation ===
-        for name, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
-                            ("window_size", window_size), ("num_classes", num_classes)]:
-            _check_positive_int(name, value)
-        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
-                            ("attention_dropout_rate", attention_dropout_rate)]:
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        refuse_unknown_arguments(type(self), kwargs)
+        for arg, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
+                           ("window_size", window_size), ("num_classes", num_classes)]:
+            check_positive_int(arg, value)
+        for arg, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                           ("attention_dropout_rate", attention_dropout_rate)]:
+            check_rate(arg, value)
         stage_sizes = _stage_sizes(
             image_size, patch_size, depths, num_heads, embed_dim, window_size
         )
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
         height, width = stage_sizes[0][0] * patch_size, stage_sizes[0][1] * patch_size
-        images = keras.Input(shape=(height, width, 3), name="images")
-        x = layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embedding")(images)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_embedding_norm")(x)
-        x = layers.Dropout(dropout_rate, name="patch_embedding_dropout")(x)
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
+        x = layers.Conv2D(
+            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy
+        )(images)
+        x = layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="patch_embedding_norm", dtype=policy
+        )(x)
+        x = layers.Dropout(dropout_rate, name="patch_embedding_dropout", dtype=policy)(x)
         drop_path_rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
         feature_maps = []
         for stage, (depth, heads, stage_size) in enumerate(zip(depths, num_heads, stage_sizes)):
             dim = embed_dim * 2**stage
             if stage > 0:
-                name = f"stage{stage + 1}_patch_merging"
-                x = PatchMerging(dim // 2, layer_norm_epsilon, name=name)(x)
+                x = PatchMerging(
+                    dim // 2, layer_norm_epsilon, name=f"stage{stage + 1}_patch_merging",
+                    dtype=policy,
+                )(x)
             window, shift = stage_windows(stage_size, window_size)
             for block in range(depth):
                 x = SwinTransformerBlock(
@@ -514,13 +536,17 @@ class SwinBackbone(keras.Model):
                     drop_path_rate=drop_path_rates[sum(depths[:stage]) + block],
                     layer_norm_epsilon=layer_norm_epsilon,
                     name=f"stage{stage + 1}_block{block + 1}",
+                    dtype=policy,
                 )(x)
             feature_maps.append(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
-        x = layers.GlobalAveragePooling2D(name="average_pool")(x)
-        logits = layers.Dense(num_classes, kernel_initializer=_init(), name="classifier")(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm",
+                                      dtype=policy)(x)
+        x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(x)
+        logits = layers.Dense(
+            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+        )(x)
         outputs = {"logits": logits, "feature_maps": feature_maps}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
@@ -539,8 +565,7 @@ class SwinBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "patch_size": self.patch_size,
             "embed_dim": self.embed_dim,
@@ -555,10 +580,6 @@ class SwinBackbone(keras.Model):
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def swin(name, **overrides):

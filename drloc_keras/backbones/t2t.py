@@ -44,13 +44,23 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from drloc_keras.backbones.cvt import AveragePoolingExcludingPadding
 from drloc_keras.backbones.layers import (
-    build_named,
+    AveragePoolingExcludingPadding,
+    Backbone,
     ClassToken,
     PositionEmbedding,
     SplitClassToken,
     TransformerEncoderBlock,
+    build_named,
+    check_positive_int,
+    check_rate,
+    conv_output_size,
+    dtype_policy,
+    image_shape,
+    mlp,
+    refuse_unknown_arguments,
+    sequential,
+    truncated_normal,
 )
 
 # Named sizes. `t2t_vit_14` is T2T-ViT-14 with the plain-transformer T2T module (pass
@@ -87,15 +97,6 @@ T2T_ATTENTIONS = ("transformer", "performer")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 
 
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
-
-
-def unfold_output_size(size, kernel_size, stride, padding):
-    """Output length of `nn.Unfold` along one axis (PyTorch's formula)."""
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
 def unfold(images, kernel_size, stride, padding):
     """PyTorch's `nn.Unfold`, channels last: `[B, H, W, C]` -> `[B, h, w, C * k * k]`.
 
@@ -105,8 +106,8 @@ def unfold(images, kernel_size, stride, padding):
     with (h, w) flattened row-major.)
     """
     _, height, width, channels = images.shape
-    out_height = unfold_output_size(height, kernel_size, stride, padding)
-    out_width = unfold_output_size(width, kernel_size, stride, padding)
+    out_height = conv_output_size(height, kernel_size, stride, padding)
+    out_width = conv_output_size(width, kernel_size, stride, padding)
     pad = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
     x = ops.pad(images, pad)
     rows, cols = stride * (out_height - 1) + 1, stride * (out_width - 1) + 1
@@ -151,7 +152,7 @@ class SoftSplit(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
-        size = lambda n: unfold_output_size(n, self.kernel_size, self.stride, self.padding)
+        size = lambda n: conv_output_size(n, self.kernel_size, self.stride, self.padding)
         return (batch, size(height), size(width), channels * self.kernel_size**2)
 
     def get_config(self):
@@ -194,21 +195,18 @@ class TokenTransformer(layers.Layer):
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
         self.layer_norm_epsilon = layer_norm_epsilon
-        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
-        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=_init(), name="qkv")
-        self.attention_dropout = layers.Dropout(attention_dropout_rate)
-        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
-        self.proj_dropout = layers.Dropout(dropout_rate)
-        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
-        self.mlp = keras.Sequential(
-            [
-                layers.Dense(int(dim * mlp_ratio), activation="gelu", kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-                layers.Dense(dim, kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
-            ],
-            name="mlp",
-        )
+        dtype = self.dtype_policy
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
+                                               dtype=dtype)
+        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=truncated_normal(),
+                                name="qkv", dtype=dtype)
+        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+                                 dtype=dtype)
+        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
+                                               dtype=dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
 
     def call(self, tokens, training=None):
         length, head_dim = tokens.shape[1], self.dim // self.num_heads
@@ -247,7 +245,8 @@ class TokenPerformer(layers.Layer):
     rows `w` of norm sqrt(m): `y = phi(q) (phi(k)^T v) / (phi(q) sum_t phi(k_t) + 1e-8)`,
     then `y = v + Dropout(Proj(y))` and `y + MLP(LN(y))` (a one-head block, no scaling of q
     or k, the key/query/value layer with a bias and its output split in the order k, q, v, as
-    in the official code). The random features are computed in float32.
+    in the official code). The random features are computed in float32 (float64 under a
+    float64 policy): their exponentials overflow half precision.
 
     Args:
         dim: int, output width (the T2T token width).
@@ -268,18 +267,25 @@ class TokenPerformer(layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.seed = seed
         self.num_features = int(dim * kernel_ratio)
-        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1")
-        self.kqv = layers.Dense(3 * dim, kernel_initializer=_init(), name="kqv")
-        self.proj = layers.Dense(dim, kernel_initializer=_init(), name="proj")
-        self.proj_dropout = layers.Dropout(dropout_rate)
-        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2")
-        self.mlp = keras.Sequential(
+        dtype = self.dtype_policy
+        self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
+                                               dtype=dtype)
+        self.kqv = layers.Dense(3 * dim, kernel_initializer=truncated_normal(), name="kqv",
+                                dtype=dtype)
+        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+                                 dtype=dtype)
+        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
+                                               dtype=dtype)
+        self.mlp = sequential(
             [
-                layers.Dense(dim, activation="gelu", kernel_initializer=_init()),
-                layers.Dense(dim, kernel_initializer=_init()),
-                layers.Dropout(dropout_rate),
+                layers.Dense(dim, activation="gelu", kernel_initializer=truncated_normal(),
+                             dtype=dtype),
+                layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
+                layers.Dropout(dropout_rate, dtype=dtype),
             ],
             name="mlp",
+            dtype=dtype,
         )
 
     def build(self, input_shape):
@@ -297,18 +303,23 @@ class TokenPerformer(layers.Layer):
         self.norm2.build(token_shape)
         self.mlp.build(token_shape)
 
+    @property
+    def feature_dtype(self):
+        """The dtype of the random features: float32, or float64 under a float64 policy."""
+        return "float64" if self.compute_dtype == "float64" else "float32"
+
     def feature_map(self, x):
-        """`[B, N, dim]` -> `[B, N, m]`: `exp(w x - |x|^2 / 2) / sqrt(m)`, in float32."""
-        x = ops.cast(x, "float32")
-        w = ops.cast(self.random_features, "float32")
+        """`[B, N, dim]` -> `[B, N, m]`: `exp(w x - |x|^2 / 2) / sqrt(m)`, in `feature_dtype`."""
+        x = ops.cast(x, self.feature_dtype)
+        w = ops.cast(self.random_features, self.feature_dtype)
         squared_norm = ops.sum(x * x, axis=-1, keepdims=True) / 2
-        return ops.exp(ops.einsum("bti,mi->btm", x, w) - squared_norm) / np.sqrt(self.num_features)
+        return ops.exp(ops.einsum("bti,mi->btm", x, w) - squared_norm) / self.num_features**0.5
 
     def call(self, tokens, training=None):
         k, q, v = ops.split(self.kqv(self.norm1(tokens)), 3, axis=-1)
         kp, qp = self.feature_map(k), self.feature_map(q)  # [B, N, m]
         normalizer = ops.einsum("btm,bm->bt", qp, ops.sum(kp, axis=1))[..., None]  # [B, N, 1]
-        kptv = ops.einsum("bnd,bnm->bdm", ops.cast(v, "float32"), kp)  # [B, dim, m]
+        kptv = ops.einsum("bnd,bnm->bdm", ops.cast(v, self.feature_dtype), kp)  # [B, dim, m]
         y = ops.einsum("btm,bdm->btd", qp, kptv) / (normalizer + 1e-8)
         y = ops.cast(y, v.dtype)
         x = v + self.proj_dropout(self.proj(y), training=training)
@@ -345,13 +356,8 @@ class SinusoidalPositionEmbedding(layers.Layer):
         return input_shape
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
-
-
 @keras.saving.register_keras_serializable(package="drloc")
-class T2TViTBackbone(keras.Model):
+class T2TViTBackbone(Backbone):
     """T2T-ViT with a linear classifier on the class token, exposing its token grid.
 
     Args:
@@ -377,6 +383,8 @@ class T2TViTBackbone(keras.Model):
             first.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
     "feature_maps": [[B, h', w', embed_dim]]}`, the last soft split's `h x w` grid of patch
@@ -392,6 +400,7 @@ class T2TViTBackbone(keras.Model):
     def __init__(
         self,
         image_size=224,
+        *,
         kernel_sizes=(7, 3, 3),
         strides=(4, 2, 2),
         paddings=(2, 1, 1),
@@ -409,33 +418,36 @@ class T2TViTBackbone(keras.Model):
         drop_path_rate=0.0,
         num_classes=1000,
         layer_norm_epsilon=1e-5,
+        name=None,
+        dtype=None,
+        trainable=True,
         **kwargs,
     ):
         # === Argument validation ===
+        refuse_unknown_arguments(type(self), kwargs)
         splits = {"kernel_sizes": list(kernel_sizes), "strides": list(strides),
                   "paddings": list(paddings)}
-        for name, value in [("token_dim", token_dim), ("embed_dim", embed_dim),
-                            ("depth", depth), ("num_heads", num_heads),
-                            ("num_classes", num_classes)]:
-            _check_positive_int(name, value)
-        for name, values in splits.items():
+        for arg, value in [("token_dim", token_dim), ("embed_dim", embed_dim),
+                           ("depth", depth), ("num_heads", num_heads),
+                           ("num_classes", num_classes)]:
+            check_positive_int(arg, value)
+        for arg, values in splits.items():
             if len(values) < 1 or len(values) != len(splits["kernel_sizes"]):
                 raise ValueError(
                     f"`kernel_sizes`, `strides` and `paddings` need one value per soft split "
-                    f"(at least one). Found {name}={values}, "
+                    f"(at least one). Found {arg}={values}, "
                     f"kernel_sizes={splits['kernel_sizes']}"
                 )
             for i, value in enumerate(values):
-                if name != "paddings":
-                    _check_positive_int(f"{name}[{i}]", value)
+                if arg != "paddings":
+                    check_positive_int(f"{arg}[{i}]", value)
                 elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(
                         f"`paddings` must be ints >= 0. Found paddings[{i}]={value!r}"
                     )
-        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
-                            ("attention_dropout_rate", attention_dropout_rate)]:
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        for arg, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                           ("attention_dropout_rate", attention_dropout_rate)]:
+            check_rate(arg, value)
         if t2t_attention not in T2T_ATTENTIONS:
             raise ValueError(
                 f"`t2t_attention` must be one of {T2T_ATTENTIONS}. "
@@ -451,19 +463,11 @@ class T2TViTBackbone(keras.Model):
                 f"`embed_dim` must be divisible by `num_heads`. "
                 f"Found embed_dim={embed_dim}, num_heads={num_heads}"
             )
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size
-        ):
-            raise ValueError(
-                "`image_size` must be a positive int or a (height, width) pair. "
-                f"Found image_size={image_size!r}"
-            )
-        height, width = size
+        height, width = image_shape(image_size)
         grid_height, grid_width = height, width
         for kernel, stride, padding in zip(*splits.values()):
-            grid_height = unfold_output_size(grid_height, kernel, stride, padding)
-            grid_width = unfold_output_size(grid_width, kernel, stride, padding)
+            grid_height = conv_output_size(grid_height, kernel, stride, padding)
+            grid_width = conv_output_size(grid_width, kernel, stride, padding)
             if min(grid_height, grid_width) < 1:
                 break
         smallest = 3 if grid_pooling else 2
@@ -475,22 +479,24 @@ class T2TViTBackbone(keras.Model):
                 f"{smallest}x{smallest} (grid_pooling={grid_pooling}). "
                 f"Found image_size={image_size!r}"
             )
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, 3), name="images")
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
         x = images
         for i, (kernel, stride, padding) in enumerate(zip(*splits.values())):
-            x = SoftSplit(kernel, stride, padding, name=f"soft_split{i + 1}")(x)
+            x = SoftSplit(kernel, stride, padding, name=f"soft_split{i + 1}", dtype=policy)(x)
             if i == len(kernel_sizes) - 1:
                 break
             _, h, w, channels = x.shape
-            x = layers.Reshape((h * w, channels), name=f"t2t_tokens{i + 1}")(x)
+            x = layers.Reshape((h * w, channels), name=f"t2t_tokens{i + 1}", dtype=policy)(x)
             if t2t_attention == "performer":
                 x = TokenPerformer(
                     token_dim,
                     dropout_rate=dropout_rate,
                     layer_norm_epsilon=layer_norm_epsilon,
                     name=f"t2t_performer{i + 1}",
+                    dtype=policy,
                 )(x)
             else:
                 x = TokenTransformer(
@@ -499,16 +505,20 @@ class T2TViTBackbone(keras.Model):
                     attention_dropout_rate=attention_dropout_rate,
                     layer_norm_epsilon=layer_norm_epsilon,
                     name=f"t2t_transformer{i + 1}",
+                    dtype=policy,
                 )(x)
-            x = layers.Reshape((h, w, token_dim), name=f"t2t_restructure{i + 1}")(x)
-        x = layers.Reshape((grid_height * grid_width, x.shape[-1]), name="t2t_tokens")(x)
-        x = layers.Dense(embed_dim, kernel_initializer=_init(), name="t2t_projection")(x)
-        x = ClassToken(name="class_token")(x)
+            x = layers.Reshape((h, w, token_dim), name=f"t2t_restructure{i + 1}", dtype=policy)(x)
+        x = layers.Reshape((grid_height * grid_width, x.shape[-1]), name="t2t_tokens",
+                           dtype=policy)(x)
+        x = layers.Dense(
+            embed_dim, kernel_initializer=truncated_normal(), name="t2t_projection", dtype=policy
+        )(x)
+        x = ClassToken(name="class_token", dtype=policy)(x)
         if position_embedding == "sinusoidal":
-            x = SinusoidalPositionEmbedding(name="position_embedding")(x)
+            x = SinusoidalPositionEmbedding(name="position_embedding", dtype=policy)(x)
         else:
-            x = PositionEmbedding(name="position_embedding")(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+            x = PositionEmbedding(name="position_embedding", dtype=policy)(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
             x = TransformerEncoderBlock(
                 embed_dim,
@@ -520,21 +530,25 @@ class T2TViTBackbone(keras.Model):
                 drop_path_rate=rate,
                 layer_norm_epsilon=layer_norm_epsilon,
                 name=f"block{i + 1}",
+                dtype=policy,
             )(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(x)
-        class_token, grid = SplitClassToken((grid_height, grid_width), name="token_grid")(x)
+        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm",
+                                      dtype=policy)(x)
+        class_token, grid = SplitClassToken(
+            (grid_height, grid_width), name="token_grid", dtype=policy
+        )(x)
         if grid_pooling:
-            grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid")(grid)
-        logits = layers.Dense(num_classes, kernel_initializer=_init(), name="classifier")(
-            class_token
-        )
+            grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid", dtype=policy)(grid)
+        logits = layers.Dense(
+            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+        )(class_token)
         outputs = {"logits": logits, "feature_maps": [grid]}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
-        for name, values in splits.items():
-            setattr(self, name, values)
+        for arg, values in splits.items():
+            setattr(self, arg, values)
         self.token_dim = token_dim
         self.t2t_attention = t2t_attention
         self.embed_dim = embed_dim
@@ -552,8 +566,7 @@ class T2TViTBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "kernel_sizes": self.kernel_sizes,
             "strides": self.strides,
@@ -573,10 +586,6 @@ class T2TViTBackbone(keras.Model):
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def t2t(name, **overrides):

@@ -25,11 +25,18 @@ import numpy as np
 from keras import layers
 
 from drloc_keras.backbones.layers import (
-    build_named,
+    Backbone,
     ClassToken,
     PositionEmbedding,
     SplitClassToken,
     TransformerEncoderBlock,
+    build_named,
+    check_positive_int,
+    check_rate,
+    dtype_policy,
+    image_shape,
+    refuse_unknown_arguments,
+    truncated_normal,
 )
 
 # Named sizes. `vit_base_16` is ViT-B/16 with the dropout 0.1 of the paper's ImageNet training
@@ -61,13 +68,8 @@ VIT_CONFIGS = {
 }
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Found {name}={value!r}")
-
-
 @keras.saving.register_keras_serializable(package="drloc")
-class ViTBackbone(keras.Model):
+class ViTBackbone(Backbone):
     """ViT with a linear classifier on the class token, exposing its patch grid.
 
     Args:
@@ -85,6 +87,8 @@ class ViTBackbone(keras.Model):
             first.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
+            policy `dtype` (default: Keras' global policy).
 
     Input: images `[B, height, width, 3]`. Output: `{"logits": [B, num_classes],
     "feature_maps": [[B, height / patch_size, width / patch_size, embed_dim]]}`, the patch
@@ -99,6 +103,7 @@ class ViTBackbone(keras.Model):
     def __init__(
         self,
         image_size=224,
+        *,
         patch_size=16,
         embed_dim=768,
         depth=12,
@@ -110,31 +115,26 @@ class ViTBackbone(keras.Model):
         drop_path_rate=0.0,
         num_classes=1000,
         layer_norm_epsilon=1e-6,
+        name=None,
+        dtype=None,
+        trainable=True,
         **kwargs,
     ):
         # === Argument validation ===
-        for name, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
-                            ("depth", depth), ("num_heads", num_heads),
-                            ("num_classes", num_classes)]:
-            _check_positive_int(name, value)
-        for name, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
-                            ("attention_dropout_rate", attention_dropout_rate)]:
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
+        refuse_unknown_arguments(type(self), kwargs)
+        for arg, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
+                           ("depth", depth), ("num_heads", num_heads),
+                           ("num_classes", num_classes)]:
+            check_positive_int(arg, value)
+        for arg, value in [("dropout_rate", dropout_rate), ("drop_path_rate", drop_path_rate),
+                           ("attention_dropout_rate", attention_dropout_rate)]:
+            check_rate(arg, value)
         if embed_dim % num_heads:
             raise ValueError(
                 f"`embed_dim` must be divisible by `num_heads`. "
                 f"Found embed_dim={embed_dim}, num_heads={num_heads}"
             )
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size
-        ):
-            raise ValueError(
-                "`image_size` must be a positive int or a (height, width) pair. "
-                f"Found image_size={image_size!r}"
-            )
-        height, width = size
+        height, width = image_shape(image_size)
         if height % patch_size or width % patch_size or min(height, width) < 2 * patch_size:
             raise ValueError(
                 f"`image_size` must be a multiple of patch_size={patch_size} and at least "
@@ -142,14 +142,18 @@ class ViTBackbone(keras.Model):
                 f"Found image_size={image_size!r}"
             )
         grid_height, grid_width = height // patch_size, width // patch_size
+        policy = dtype_policy(dtype)
 
         # === Functional Model ===
-        images = keras.Input(shape=(height, width, 3), name="images")
-        x = layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embedding")(images)
-        x = layers.Reshape((grid_height * grid_width, embed_dim), name="patch_tokens")(x)
-        x = ClassToken(name="class_token")(x)
-        x = PositionEmbedding(name="position_embedding")(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout")(x)
+        images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
+        x = layers.Conv2D(
+            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy
+        )(images)
+        x = layers.Reshape((grid_height * grid_width, embed_dim), name="patch_tokens",
+                           dtype=policy)(x)
+        x = ClassToken(name="class_token", dtype=policy)(x)
+        x = PositionEmbedding(name="position_embedding", dtype=policy)(x)
+        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
             x = TransformerEncoderBlock(
                 embed_dim,
@@ -161,18 +165,21 @@ class ViTBackbone(keras.Model):
                 drop_path_rate=rate,
                 layer_norm_epsilon=layer_norm_epsilon,
                 name=f"block{i + 1}",
+                dtype=policy,
             )(x)
         # LayerNorm acts per token, so normalising the class token alone is the same as
         # normalising every token and then taking it.
-        class_token, grid = SplitClassToken((grid_height, grid_width), name="drloc_grid")(x)
-        x = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="final_norm")(class_token)
+        class_token, grid = SplitClassToken(
+            (grid_height, grid_width), name="drloc_grid", dtype=policy
+        )(x)
+        x = layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, name="final_norm", dtype=policy
+        )(class_token)
         logits = layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            name="classifier",
+            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
         )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
-        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 
         # === Config ===
         self.image_size = image_size
@@ -190,8 +197,7 @@ class ViTBackbone(keras.Model):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **super().get_config(),
             "image_size": self.image_size,
             "patch_size": self.patch_size,
             "embed_dim": self.embed_dim,
@@ -205,10 +211,6 @@ class ViTBackbone(keras.Model):
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def vit(name, **overrides):

@@ -103,7 +103,7 @@ def relative_targets(p, q, height, width, use_abs=True, normalize=False):
     return target
 
 
-def num_classes(height, width, use_abs=True):
+def offset_classes(height, width, use_abs=True):
     """Classes per axis for the `ce`/`cbr` heads: `(K_rows, K_cols)`."""
     if use_abs:
         return height, width
@@ -208,14 +208,14 @@ class DRLocHead(keras.layers.Layer):
         for layer in self.trunk:
             layer.build((None, None, in_width))
             in_width = layer.units
-        self.heads = []
+        self.offset_classifiers = []
         if self.mode != "l1":
-            k_rows, k_cols = num_classes(self.height, self.width, self.use_abs)
-            self.heads = [
+            k_rows, k_cols = offset_classes(self.height, self.width, self.use_abs)
+            self.offset_classifiers = [
                 keras.layers.Dense(k_rows, name="rows", **init),
                 keras.layers.Dense(k_cols, name="cols", **init),
             ]
-            for layer in self.heads:
+            for layer in self.offset_classifiers:
                 layer.build((None, None, self.units))
 
     def sample(self, batch, seed_generator=None):
@@ -244,7 +244,7 @@ class DRLocHead(keras.layers.Layer):
             x = layer(x)
         if self.mode == "l1":
             return ops.cast(x, "float32"), target
-        rows, cols = (ops.cast(layer(x), "float32") for layer in self.heads)
+        rows, cols = (ops.cast(layer(x), "float32") for layer in self.offset_classifiers)
         return (rows, cols), target
 
     def compute_output_shape(self, features_shape, positions_shape=None):
@@ -253,7 +253,7 @@ class DRLocHead(keras.layers.Layer):
         target = (batch, m, 2)
         if self.mode == "l1":
             return target, target
-        k_rows, k_cols = num_classes(height, width, self.use_abs)
+        k_rows, k_cols = offset_classes(height, width, self.use_abs)
         return ((batch, m, k_rows), (batch, m, k_cols)), target
 
     def get_config(self):

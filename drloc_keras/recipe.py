@@ -1,0 +1,202 @@
+"""The authors' training recipe: the learning-rate rule and schedule, AdamW without decay
+on biases, norms and embeddings, input normalisation, the augmentations, and the model and
+its compilation as the training program builds them. Each piece also works on its own in
+user code.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from drloc_keras import backbones
+from drloc_keras.model import DRLocModel
+from drloc_keras.optimizers import AdamW
+
+# --- The recipe ---------------------------------------------------------------------------
+
+
+def scaled_learning_rate(base_lr, batch_size):
+    """The authors' linear scaling rule: `base_lr * batch_size / 512`."""
+    return base_lr * batch_size / 512.0
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """`keras.optimizers.schedules.CosineDecay` with a linear warm-up, the same values,
+    with the warm-up and the decay picked by `ops.where` instead of `ops.cond`.
+
+    The optimizer reads its learning rate once per variable (TensorFlow's weight decay
+    does), so the schedule is traced once per variable too: a cond there costs tens of
+    milliseconds of tracing each, seconds over a model's variables, where the element-wise
+    select costs a few ops.
+    """
+
+    def __call__(self, step):
+        if self.warmup_target is None:
+            return super().__call__(step)
+        ops = keras.ops
+        with keras.name_scope(self.name):
+            start = ops.convert_to_tensor(self.initial_learning_rate)
+            dtype = start.dtype
+            decay_steps = ops.cast(self.decay_steps, dtype)
+            warmup_steps = ops.cast(self.warmup_steps, dtype)
+            target = ops.cast(self.warmup_target, dtype)
+            step = ops.minimum(ops.cast(step, dtype), decay_steps + warmup_steps)
+            warm = (target - start) * (step / warmup_steps) + start
+            cosine = 0.5 * (1.0 + ops.cos(math.pi * ((step - warmup_steps) / decay_steps)))
+            decayed = target * ((1 - self.alpha) * cosine + self.alpha)
+            return ops.where(step < warmup_steps, warm, decayed)
+
+
+def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False):
+    """AdamW with linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0.
+
+    Weight decay skips biases, normalisation parameters, position embeddings, class tokens
+    and relative position bias tables, as in the authors' recipe
+    (`drloc_keras.optimizers.AdamW`); `decay_all=True` decays every variable, as
+    `keras.optimizers.AdamW` does.
+    """
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(steps_per_epoch * warmup_epochs, total - 1)
+    if warmup > 0:
+        schedule = WarmupCosineDecay(
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total - warmup),
+            warmup_target=lr,
+            warmup_steps=warmup,
+        )
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    if decay_all:
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    return AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
+# --- Input normalisation ------------------------------------------------------------------
+
+
+def channel_statistics(images, channels=3, chunk=4096):
+    """Per-channel mean and variance of `images` `[N, H, W, C]` (any dtype, 0-255 range).
+
+    Grey images (`C == 1`) are counted as the `channels`-channel images the input pipeline
+    makes of them (the grey value in every channel). Computed in float64, `chunk` images
+    at a time, so a large uint8 set is never held as floats at once.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty [N, H, W, C] array. Found shape {images.shape}")
+    total = np.zeros(images.shape[-1])
+    squares = np.zeros(images.shape[-1])
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk].astype("float64")
+        total += part.sum(axis=(0, 1, 2))
+        squares += np.square(part).sum(axis=(0, 1, 2))
+    count = images.shape[0] * images.shape[1] * images.shape[2]
+    mean = total / count
+    variance = np.maximum(squares / count - np.square(mean), 0.0)
+    if images.shape[-1] == 1 and channels != 1:
+        mean, variance = np.repeat(mean, channels), np.repeat(variance, channels)
+    return mean, variance
+
+
+def with_input_normalization(backbone, mean, variance, name=None):
+    """`backbone` behind a `keras.layers.Normalization` with the given per-channel
+    statistics: a functional model with the backbone's input shape and outputs, whose
+    statistics are saved with it (so a loaded model takes raw 0-255 images).
+
+    The normalisation computes in float32 under any dtype policy. Variances below 1 (a
+    standard deviation under one grey level, such as a channel that is constant in the
+    training images) are raised to 1, so that such a channel is shifted rather than blown
+    up by `1 / epsilon` on other images.
+    """
+    shape = tuple(backbone.inputs[0].shape[1:])
+    inputs = keras.Input(shape, name="images")
+    normalized = keras.layers.Normalization(
+        mean=[float(m) for m in mean], variance=[max(float(v), 1.0) for v in variance],
+        dtype="float32", name="input_normalization",
+    )(inputs)
+    return keras.Model(inputs, backbone(normalized), name=name or backbone.name)
+
+
+# --- Augmentation -------------------------------------------------------------------------
+
+
+def augmenter(image_size, randaugment=True, random_erasing=0.25, flip=True, seed=None):
+    """Per-image augmentation of uint8-range float images: flip, RandAugment, erasing."""
+    stages = []
+    if flip:
+        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
+    if randaugment:
+        stages.append(keras.layers.RandAugment(
+            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed, dtype="float32"
+        ))
+    if random_erasing > 0:
+        # A (p, p) factor erases each image with probability exactly p.
+        stages.append(
+            keras.layers.RandomErasing(
+                factor=(random_erasing, random_erasing), value_range=(0, 255), seed=seed,
+                dtype="float32",
+            )
+        )
+    # Input augmentation stays float32 under a mixed-precision policy: the model casts.
+    return keras.layers.Pipeline(stages) if stages else None
+
+
+def mixers(mixup=0.0, cutmix=0.0, seed=None):
+    """The batch mixers of the recipe: MixUp with `alpha=mixup` and CutMix with
+    `factor=cutmix` (each only when positive)."""
+    found = []
+    if mixup > 0:
+        found.append(keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32"))
+    if cutmix > 0:
+        found.append(keras.layers.CutMix(factor=cutmix, seed=seed, dtype="float32"))
+    return found
+
+
+# --- The model -------------------------------------------------------------------------------
+
+
+def build_model(args, num_classes, steps_per_epoch, input_stats=None):
+    """The `DRLocModel` of the settings `args` (`drloc_keras.options`): the backbone of
+    `--backbone` (with `--backbone-args`, refused if unknown) behind the input normalisation
+    (`input_stats`: per-channel mean and variance, or None for raw pixels), and its heads."""
+    overrides = {**backbones.drop_path_overrides(args.backbone, args.image_size, args.drop_path),
+                 **args.backbone_args}
+    backbone = backbones.get(args.backbone, image_size=args.image_size, num_classes=num_classes, **overrides)
+    if input_stats is not None:
+        backbone = with_input_normalization(backbone, *input_stats)
+    return DRLocModel(
+        backbone, lam=args.lam, lam_schedule=args.lam_schedule, warmup_epochs=args.lam_warmup_epochs,
+        total_epochs=args.lam_total_epochs, mode=args.mode, sample_size=args.sample_size,
+        hidden=args.head_hidden, head_initializer=args.head_init,
+        feature_maps="all" if args.multiscale else "last", steps_per_epoch=steps_per_epoch, seed=args.seed,
+    )
+
+
+def evaluation_metrics(num_classes):
+    """Top-1 and top-5 (top-k for fewer classes), weighted: the zero-weight padding of a
+    data-parallel evaluation does not count (without sample weights they equal the plain
+    metrics)."""
+    return ["accuracy", keras.metrics.TopKCategoricalAccuracy(min(5, num_classes), name="top5")]
+
+
+def compile_model(model, args, steps_per_epoch, num_classes):
+    """Compile `model` with the recipe's AdamW, schedule, label-smoothed cross-entropy and
+    metrics."""
+    optimizer = make_optimizer(
+        scaled_learning_rate(args.lr, args.batch_size), args.weight_decay, steps_per_epoch, args.epochs,
+        args.warmup_epochs, decay_all=args.decay_all_weights,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=args.label_smoothing),
+        metrics=[], weighted_metrics=evaluation_metrics(num_classes),
+    )
+    return model
+
+
+def learning_rate_schedule(args, steps_per_epoch):
+    """The learning-rate schedule of `make_optimizer` for the settings `args`."""
+    return make_optimizer(scaled_learning_rate(args.lr, args.batch_size), args.weight_decay, steps_per_epoch,
+                          args.epochs, args.warmup_epochs)._learning_rate
