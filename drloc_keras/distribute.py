@@ -23,7 +23,7 @@ JAX_PROCESS_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION
 class Distribution:
     """How a run is spread over devices and processes.
 
-    `scope` is entered to build the model. `replicas` counts the devices of all processes:
+    `scope` (a new context manager each time) is entered to build or load a model. `replicas` counts the devices of all processes:
     each takes `--batch-size / replicas` images of a step. `devices` are this process's.
     The chief (process 0) is the one process that writes the run folder.
     """
@@ -31,7 +31,7 @@ class Distribution:
     def __init__(self, kind="one device", scope=None, replicas=1, devices=(), processes=1,
                  process_index=0, batch_size=None, on_close=None):
         self.kind = kind
-        self.scope = scope if scope is not None else contextlib.nullcontext()
+        self._scope = scope if scope is not None else contextlib.nullcontext
         self.replicas = replicas
         self.devices = list(devices)
         self.processes = processes
@@ -39,6 +39,11 @@ class Distribution:
         self.chief = process_index == 0
         self.batch_size = batch_size
         self._on_close = [on_close] if on_close is not None else []
+
+    @property
+    def scope(self):
+        """A new context manager of the strategy's scope (build and load models in it)."""
+        return self._scope()
 
     def prepare_dataset(self, ds, batches):
         """This process's part of a dataset of `batches` global batches."""
@@ -196,7 +201,7 @@ def _setup_tensorflow(args, tf_tasks):
         kind, processes, index = MIRRORED, 1, 0
     _check_batch_size(args.batch_size, strategy.num_replicas_in_sync)
     return Distribution(
-        kind, scope=strategy.scope(), replicas=strategy.num_replicas_in_sync, processes=processes,
+        kind, scope=strategy.scope, replicas=strategy.num_replicas_in_sync, processes=processes,
         devices=list(strategy.extended.worker_devices), process_index=index, batch_size=args.batch_size,
     )
 

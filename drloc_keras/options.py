@@ -47,7 +47,10 @@ RUN_ONLY = ("resume", "eval_only", "output", "data_dir", "distribute", "verbose"
 
 
 class UsageError(Exception):
-    """A setting, a file or the environment does not allow the run; the message says why."""
+    """A setting, a file or the environment does not allow the run; the message says why.
+    `code` is the exit status a program reports it with."""
+
+    code = 2
 
 
 def positive_int_or(keyword, what):

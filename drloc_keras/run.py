@@ -29,7 +29,6 @@ import time
 from typing import NamedTuple
 
 import keras
-import numpy as np
 
 from drloc_keras import data as datasets
 from drloc_keras import distribute, pipeline, recipe, run_folder
@@ -352,7 +351,11 @@ class Run:
                 "loss": float(results["loss"])}
 
     def _best_model(self):
-        return run_folder.load_model(self.out.file(BEST)) if self.out.exists(BEST) else None
+        if not self.out.exists(BEST):
+            return None
+        with self.dist.scope:
+            model = run_folder.load_model(self.out.file(BEST))
+        return self.dist.prepare_model(model)
 
     def report(self, model, data):
         """metrics.json and curves.png: the test set's top-1/top-5 of the last model and of

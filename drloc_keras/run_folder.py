@@ -170,7 +170,7 @@ def read_history(path):
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v not in ("", None, "NA")} for row in csv.DictReader(f)]
 
 
 def truncate_history(path, epochs_done):
@@ -253,15 +253,14 @@ def plot_curves(history_csv, path, title=None, num_classes=None):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    with open(history_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_history(history_csv)
     if not rows:
         return
 
     def column(name):
-        return [float(r[name]) for r in rows] if name in rows[0] and rows[0][name] != "" else None
+        return [r[name] for r in rows] if all(name in r for r in rows) else None
 
-    epochs = [int(float(r["epoch"])) + 1 for r in rows]
+    epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     panels = [
         (axes[0], "top-1 accuracy",

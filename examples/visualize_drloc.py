@@ -26,7 +26,7 @@ import sys
 import keras
 import numpy as np
 
-from drloc_keras import DRLocModel, data, training
+from drloc_keras import DRLocModel, options, pipeline, run, run_folder
 from drloc_keras.model import split_backbone_output
 
 AXES = ("rows", "columns")
@@ -77,7 +77,7 @@ def load_run(run, which="auto"):
         if not os.path.exists(path):
             fail(f"--model {path} does not exist")
     try:
-        model = keras.saving.load_model(path)
+        model = run_folder.load_model(path)
     except Exception as e:
         fail(f"{path} cannot be loaded as a Keras model ({type(e).__name__}: {e})")
     if not isinstance(model, DRLocModel) or not model.heads:
@@ -86,25 +86,19 @@ def load_run(run, which="auto"):
 
 
 def validation_images(config, count, seed=0, batch_size=64):
-    """`count` test images of the run's dataset (a seeded choice), float32 `[N, S, S, 3]`
-    prepared as train_cifar.py evaluates them."""
-    options = {}
-    if config["dataset"] == "synthetic":
-        options = dict(train_size=config.get("synthetic_train_size", 2000),
-                       test_size=config.get("synthetic_test_size", 500), seed=config["seed"])
-    size = config["image_size"] if config["dataset"] == "folder" else None
+    """`count` images of the run's validation set (its test set if it has none), a seeded
+    choice, float32 `[N, S, S, 3]` prepared as the training program evaluates them."""
+    settings = options.namespace(config)
     try:
-        dataset = data.load_dataset(config["dataset"], data_dir=config.get("data_dir"), image_size=size,
-                                    **options)
-    except (data.DatasetUnavailableError, data.DatasetFormatError, ImportError) as e:
+        loaded = run.load_data(settings, statistics=False)
+    except options.UsageError as e:
         fail(str(e))
-    x, y = dataset.test
+    x, y = loaded.val if loaded.val is not None else loaded.test
     if len(x) == 0:
-        fail(f"the test split of {config['dataset']} is empty")
+        fail(f"the evaluation images of {settings.dataset} are empty")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(x), min(count, len(x)), replace=False))
-    ds = training.make_dataset(x[index], y[index], dataset.num_classes, batch_size, training=False,
-                               image_size=config["image_size"])
+    ds = pipeline.eval_dataset(x[index], y[index], loaded.num_classes, batch_size, image_size=settings.image_size)
     return np.concatenate([np.asarray(images) for images, _ in ds])
 
 
@@ -211,7 +205,7 @@ def main(argv=None):
     report = {"run": args.run, "model": model_path, "images": int(len(images)), "heads": summary,
               "untrained": untrained, "figure": args.output}
     json_path = os.path.splitext(args.output)[0] + ".json"
-    training.atomic_write_text(json_path, json.dumps(report, indent=2))
+    run_folder.atomic_write_text(json_path, json.dumps(report, indent=2))
     report["json"] = json_path
     for entry in summary:
         print(f"head {entry['head']} ({entry['grid'][0]}x{entry['grid'][1]}, {entry['mode']}, "

@@ -10,35 +10,10 @@ paired difference (with minus without, seed by seed) with its 95% confidence int
 """
 
 import argparse
-import math
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-
-import small_data_study as study  # noqa: E402
-
-# Two-sided 95% quantiles of Student's t, by degrees of freedom.
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def t_quantile(df):
-    """The 95% two-sided t quantile for `df` degrees of freedom (the next smaller tabled df,
-    which errs on the wide side; 1.96 beyond the table)."""
-    if df < 1:
-        raise ValueError(f"`df` must be >= 1; found {df}")
-    tabled = [d for d in T_975 if d <= df]
-    return T_975[max(tabled)] if df <= 30 else 1.96
-
-
-def paired_summary(differences):
-    """`(mean, half width of the 95% interval or None, seeds higher, n)` of paired differences."""
-    n = len(differences)
-    mean, std = study.mean_std(differences)
-    half = t_quantile(n - 1) * std / math.sqrt(n) if n > 1 else None
-    return mean, half, sum(d > 0 for d in differences), n
-
+from drloc_keras import results as study
+from drloc_keras.results import paired_summary, t_quantile  # noqa: F401
 
 def cells(rows, metric):
     stats = study.aggregate(rows, metric)
@@ -68,7 +43,7 @@ def paired_text(summary):
     return f"{mean:+.1f}{interval} ({higher}/{n})"
 
 
-def table(before, after, labels, metric="final_top1", preferred=study.DEFAULT_BACKBONES):
+def table(before, after, labels, metric="final_top1", preferred=("vit", "cvt", "swin", "resnet50")):
     a, b = cells(before, metric), cells(after, metric)
     keys = sorted(set(a) & set(b), key=lambda k: (
         list(preferred).index(k[0]) if k[0] in preferred else len(preferred), k[0], k[1]))

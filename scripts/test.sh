@@ -32,5 +32,6 @@ for backend in ${DRLOC_TEST_BACKENDS:-tensorflow jax torch}; do
         xla_flags="${xla_flags} --xla_backend_optimization_level=0"
     fi
     XLA_FLAGS="${xla_flags}" KERAS_BACKEND="${backend}" python -m pytest "${workers[@]}" tests/keras tests/backbones \
-        "tests/examples/test_train_cifar.py::test_one_epoch_of_every_backbone_leaves_every_output[cvt]" "$@"
+        "tests/examples/test_run.py::test_one_epoch_of_every_backbone_leaves_every_output[cvt]" \
+        tests/examples/test_run.py::test_a_run_stopped_mid_epoch_resumes_exactly "$@"
 done

@@ -35,20 +35,25 @@ def native_image_size(name, image_size=None):
     return SIZES[resolve(name, image_size)][2]
 
 
-def get(name, image_size=None, num_classes=1000, **overrides):
+def get(name, *, image_size=None, num_classes=1000, **overrides):
     """Build a backbone by family or size name.
 
     Args:
         name: one of `names()`.
         image_size: input side (or `(height, width)`); defaults to the size's native one.
         num_classes: classifier outputs.
-        **overrides: any constructor argument of the backbone (widths, depths, rates).
+        **overrides: any constructor argument of the backbone (widths, depths, rates, `dtype`).
+
+    Raises:
+        ValueError: for an unknown name, or an argument the backbone does not take (the
+            message names the size built and lists the valid arguments).
     """
     size = resolve(name, image_size)
     module_name, factory_name, native = SIZES[size]
     module = importlib.import_module(f"drloc_keras.backbones.{module_name}")
     factory = getattr(module, factory_name)
-    return factory(image_size=native if image_size is None else image_size, num_classes=num_classes, **overrides)
+    image_size = native if image_size is None else image_size
+    return factory(image_size=image_size, num_classes=num_classes, **overrides)
 
 
 def drop_path_overrides(name, image_size, rate):

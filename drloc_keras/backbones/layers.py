@@ -8,10 +8,6 @@ import inspect
 import keras
 from keras import layers, ops
 
-# The keyword arguments of every backbone that go to `keras.Model` (through `Backbone`).
-MODEL_ARGUMENTS = ("name", "dtype", "trainable")
-
-
 # --- argument checks ----------------------------------------------------------------------------
 
 

@@ -29,14 +29,15 @@ LAUNCH = os.path.join(ROOT, "tests", "distribute", "launch.py")
 TIMEOUT = 240  # seconds for one subprocess; a healthy one takes 5 to 25 here
 MARK = "RESULT-JSON "
 
-# One tiny epoch of the training program: 32 training images (2 steps of 16) and 18 test
-# images, whose last batch (2 images) does not split over 4 devices unless padded.
+# One tiny epoch of the training program: 40 training images, 8 of them held out as the
+# validation set, 32 trained on (2 steps of 16), and 18 test images, whose last batch (2
+# images) does not split over 4 devices unless padded.
 VIT = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 
 
 def program_argv(output, extra=()):
     return [
-        "--dataset", "synthetic", "--synthetic-train-size", "32", "--synthetic-test-size", "18",
+        "--dataset", "synthetic", "--synthetic-train-size", "40", "--val-fraction", "0.2", "--synthetic-test-size", "18",
         "--image-size", "16", "--batch-size", "16", "--epochs", "1", "--backbone", "vit",
         "--backbone-args", json.dumps(VIT), "--sample-size", "8", "--no-randaugment",
         "--output", str(output), "--verbose", "0", "--distribute", *extra,
@@ -117,7 +118,7 @@ def check_run_folder(output, replicas, processes):
         assert os.path.exists(os.path.join(output, name)), name
     metrics = json.loads(open(os.path.join(output, "metrics.json")).read())
     assert metrics["epochs"] == 1 and metrics["replicas"] == replicas and metrics["processes"] == processes
-    assert np.isfinite(metrics["final_loss"]) and np.isfinite(metrics["final_val_loss"])
+    assert np.isfinite(metrics["final_loss"]) and np.isfinite(metrics["final_test_loss"])
     # 18 test images: an exact top-1 is a multiple of 1/18. The padding that makes the last
     # batch split evenly weighs 0; counted, it would give multiples of 1/32.
     correct = metrics["final_top1"] * 18
@@ -140,7 +141,7 @@ import keras
 import numpy as np
 from keras import ops
 from drloc_keras import DRLocModel
-from drloc_keras.layers import DRLocHead
+from drloc_keras.head import DRLocHead
 from tests.keras.helpers import tiny_backbone
 
 MARK = {MARK!r}
@@ -374,7 +375,7 @@ def _check_two_processes(results, tmp_path, out, kind, replicas):
         assert f"{kind}, {replicas} devices in 2 process(es); process {index}" in log, tail(log)
     metrics = check_run_folder(out, replicas=replicas, processes=2)
     chief, worker = (json.loads((tmp_path / f"report{i}.json").read_text()) for i in (0, 1))
-    for key in ("final_loss", "final_val_loss", "final_top1", "final_top5", "epochs"):
+    for key in ("final_loss", "final_test_loss", "final_top1", "final_top5", "epochs"):
         assert chief[key] == worker[key] == metrics[key], (key, chief[key], worker[key])
     # The worker wrote into a temporary folder and deleted it; nothing else appeared.
     assert os.listdir(tmp_path / "worker-tmp") == []
@@ -417,11 +418,10 @@ def test_two_tensorflow_workers_train_one_run(tmp_path):
 # --- In this process: no framework starts --------------------------------------------
 
 
-def _train_cifar():
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    import train_cifar
+def _train(argv):
+    from drloc_keras import options, run
 
-    return train_cifar
+    return run.train(*options.parse(argv))
 
 
 @pytest.mark.parametrize("variable,value", [
@@ -432,25 +432,26 @@ def _train_cifar():
 def test_a_cluster_without_distribute_is_refused(variable, value, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(variable, value)
     argv = [a for a in program_argv(tmp_path / "run") if a != "--distribute"]
-    with pytest.raises(SystemExit) as exit_info:
-        _train_cifar().main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert variable in err and "--distribute is not given" in err
+    from drloc_keras.options import UsageError
+
+    with pytest.raises(UsageError) as error:
+        _train(argv)
+    assert variable in str(error.value) and "--distribute is not given" in str(error.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_a_malformed_tf_config_names_the_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(SystemExit):
-        _train_cifar().main(program_argv(tmp_path / "run"))
-    assert "TF_CONFIG is not the JSON of a cluster" in capsys.readouterr().err
+    from drloc_keras.options import UsageError
+
+    with pytest.raises(UsageError, match="TF_CONFIG is not the JSON of a cluster"):
+        _train(program_argv(tmp_path / "run"))
 
 
 def test_padding_the_last_batch_keeps_the_metrics_of_the_real_images():
     import keras
 
-    from drloc_keras import training
+    from drloc_keras import pipeline
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(18, 8, 8, 3)).astype("uint8")
@@ -460,8 +461,8 @@ def test_padding_the_last_batch_keeps_the_metrics_of_the_real_images():
                               keras.layers.Dense(4)])
     model.compile(loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   weighted_metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(2, name="top2")])
-    plain = training.make_dataset(x, y, 4, 16, training=False)
-    padded = training.make_dataset(x, y, 4, 16, training=False, pad_last_batch=True)
+    plain = pipeline.eval_dataset(x, y, 4, 16)
+    padded = pipeline.eval_dataset(x, y, 4, 16, pad_last_batch=True)
     batches = list(padded)
     assert [tuple(b[0].shape) for b in batches] == [(16, 8, 8, 3)] * 2  # full batches only
     weights = np.concatenate([np.asarray(b[2]) for b in batches])
@@ -470,5 +471,5 @@ def test_padding_the_last_batch_keeps_the_metrics_of_the_real_images():
     got = model.evaluate(padded, verbose=0, return_dict=True)
     for key in ("loss", "accuracy", "top2"):
         assert got[key] == pytest.approx(expected[key], abs=1e-5), key
-    with pytest.raises(ValueError, match="pad_last_batch"):
-        training.make_dataset(x, y, 4, 16, training=True, pad_last_batch=True)
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.eval_dataset(x[:0], y[:0], 4, 16, pad_last_batch=True)

@@ -1,10 +1,11 @@
-"""The input pipeline of the training program: tf.data with Keras augmentation layers."""
+"""The input pipeline of the training program (drloc_keras.pipeline, tf.data with Keras augmentation
+layers) and the recipe's input normalisation."""
 
 import keras
 import numpy as np
 import pytest
 
-from drloc_keras import training
+from drloc_keras import pipeline, recipe
 
 
 def _data(n=16, size=12, channels=3, classes=4):
@@ -19,7 +20,7 @@ def _batches(ds):
 
 def test_evaluation_batches_are_exact_images_and_one_hot_labels():
     x, y = _data()
-    batches = _batches(training.make_dataset(x, y, 4, batch_size=5, training=False))
+    batches = _batches(pipeline.eval_dataset(x, y, 4, batch_size=5))
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
     assert [len(b[0]) for b in batches] == [5, 5, 5, 1]  # no image dropped in evaluation
@@ -29,15 +30,17 @@ def test_evaluation_batches_are_exact_images_and_one_hot_labels():
 
 def test_grayscale_becomes_rgb_at_the_requested_size():
     x, y = _data(channels=1, size=28)
-    (images, _), *_ = _batches(training.make_dataset(x, y, 4, 8, training=False, image_size=32))
+    (images, _), *_ = _batches(pipeline.eval_dataset(x, y, 4, 8, image_size=32))
     assert images.shape == (8, 32, 32, 3)
     np.testing.assert_array_equal(images[..., 0], images[..., 2])
 
 
 def test_training_batches_are_shuffled_augmented_and_mixed():
     x, y = _data(n=32)
-    augment = training.augmenter(12, randaugment=True, random_erasing=0.25, seed=0)
-    ds = training.make_dataset(x, y, 4, 8, training=True, augment=augment, mixup=0.8, cutmix=1.0, seed=0)
+    augment = recipe.augmenter(12, randaugment=True, random_erasing=0.25, seed=0)
+    ds, epoch_seeds = pipeline.train_dataset(x, y, 4, 8, augment=augment, mixers=recipe.mixers(0.8, 1.0, seed=0),
+                                             seed=0)
+    epoch_seeds.on_epoch_begin(0)
     batches = _batches(ds)
     assert len(batches) == 4 and all(b[0].shape == (8, 12, 12, 3) for b in batches)
     labels = np.concatenate([b[1] for b in batches])
@@ -48,7 +51,7 @@ def test_training_batches_are_shuffled_augmented_and_mixed():
 
 
 def test_random_erasing_probability_is_exact():
-    erase = training.augmenter(16, randaugment=False, random_erasing=0.25, flip=False, seed=1)
+    erase = recipe.augmenter(16, randaugment=False, random_erasing=0.25, flip=False, seed=1)
     images = np.full((400, 16, 16, 3), 128.0, "float32")
     out = keras.ops.convert_to_numpy(erase(images, training=True))
     erased = np.mean(np.any(out != 128.0, axis=(1, 2, 3)))
@@ -61,7 +64,7 @@ def test_a_keras_cv_augmenter_works_in_the_pipeline():
     keras_cv = pytest.importorskip("keras_cv", reason="keras-cv is part of the test extra")
     x, y = _data(n=16)
     augment = keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=0.5, seed=0)
-    batches = _batches(training.make_dataset(x, y, 4, 8, training=True, augment=augment, seed=0))
+    batches = _batches(pipeline.train_dataset(x, y, 4, 8, augment=augment, seed=0)[0])
     assert len(batches) == 2 and batches[0][0].shape == (8, 12, 12, 3)
     assert not np.array_equal(np.sort(np.concatenate([b[0] for b in batches]).ravel()),
                               np.sort(x.astype("float32").ravel()))
@@ -70,24 +73,45 @@ def test_a_keras_cv_augmenter_works_in_the_pipeline():
 def test_channel_statistics_are_numpy_s_over_chunks_and_grey_counts_as_rgb():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(37, 5, 4, 3), dtype=np.uint8)
-    mean, variance = training.channel_statistics(images, chunk=8)
+    mean, variance = recipe.channel_statistics(images, chunk=8)
     as_float = images.astype("float64")
     np.testing.assert_allclose(mean, as_float.mean(axis=(0, 1, 2)), rtol=1e-12)
     np.testing.assert_allclose(variance, as_float.var(axis=(0, 1, 2)), rtol=1e-9)
     grey = images[..., :1]
-    mean, variance = training.channel_statistics(grey)
+    mean, variance = recipe.channel_statistics(grey)
     assert mean.shape == variance.shape == (3,)
     np.testing.assert_allclose(mean, [as_float[..., 0].mean()] * 3, rtol=1e-12)
     with pytest.raises(ValueError, match="images"):
-        training.channel_statistics(np.zeros((0, 4, 4, 3)))
+        recipe.channel_statistics(np.zeros((0, 4, 4, 3)))
 
 
 def test_input_normalization_scales_each_channel_and_spares_a_constant_one():
     inputs = keras.Input((4, 4, 3))
     backbone = keras.Model(inputs, {"logits": keras.layers.Flatten()(inputs), "feature_maps": [inputs]})
-    model = training.with_input_normalization(backbone, [10.0, 20.0, 30.0], [4.0, 0.0, 100.0])
+    model = recipe.with_input_normalization(backbone, [10.0, 20.0, 30.0], [4.0, 0.0, 100.0])
     x = np.full((1, 4, 4, 3), [12.0, 21.0, 50.0], "float32")
     out = keras.ops.convert_to_numpy(model(x)["feature_maps"][0])
     # (12 - 10) / 2, (21 - 20) / max(sqrt(0), 1) (variance raised to 1), (50 - 30) / 10
     np.testing.assert_allclose(out[0, 0, 0], [1.0, 1.0, 2.0], rtol=1e-6)
     assert model.input_shape == (None, 4, 4, 3)
+
+
+def test_an_epoch_is_a_function_of_the_seed_and_its_number():
+    """Epoch e gives the same batches whatever epochs came before it (what exact resume
+    needs), and two epochs differ."""
+    x, y = _data(n=32)
+
+    def epochs(numbers):
+        augment = recipe.augmenter(12, randaugment=True, random_erasing=0.5, seed=3)
+        ds, epoch_seeds = pipeline.train_dataset(x, y, 4, 8, augment=augment,
+                                                 mixers=recipe.mixers(0.8, 1.0, seed=3), seed=3)
+        out = []
+        for e in numbers:
+            epoch_seeds.on_epoch_begin(e)
+            out.append(np.concatenate([b[0] for b in _batches(ds)]))
+        return out
+
+    zero, one, two = epochs([0, 1, 2])
+    (two_alone,) = epochs([2])
+    np.testing.assert_array_equal(two_alone, two)
+    assert not np.array_equal(one, two)

@@ -1,7 +1,7 @@
 """The small-data study runner (examples/small_data_study.py) and the offset figure
 (examples/visualize_drloc.py).
 
-Most tests replace train_cifar.main by a fake that writes what a finished run writes, so the
+Most tests replace the study's `train_cell` (drloc_keras.run.train on a cell's flags) by a fake that writes what a finished run writes, so the
 grid, the skipping, resuming and failing of cells and the aggregation run without training.
 One module fixture trains a real two-cell study of a tiny ViT (16x16, 32 images, 1 epoch),
 which the tests of skipping real runs and of visualize_drloc share.
@@ -19,11 +19,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 import small_data_study as study  # noqa: E402
-import train_cifar  # noqa: E402
 import visualize_drloc  # noqa: E402
 
-from drloc_keras import backbones  # noqa: E402
-from drloc_keras.layers import DRLocHead  # noqa: E402
+from drloc_keras import backbones, options  # noqa: E402
+from drloc_keras.head import DRLocHead  # noqa: E402
 
 TINY_ARGS = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2},
@@ -52,7 +51,8 @@ def read_csv(path):
 
 
 class FakeTrain:
-    """Stands in for train_cifar.main: parses the flags as it does and writes what a finished
+    """Stands in for the study's `train_cell`: parses the flags as it does (a resumed cell's
+    settings come from its config.json) and writes what a finished
     run writes (config.json, state.json, last.keras, metrics.json); records every call.
     `fail` and `interrupt` name cells (folder names) that exit with code 3 or are stopped
     by Ctrl-C instead."""
@@ -66,7 +66,10 @@ class FakeTrain:
         return 0.5 + 0.01 * args.seed + (0.1 if args.lam > 0 else 0.0) + 0.1 * args.train_fraction
 
     def __call__(self, argv):
-        args = train_cifar.parse_args(argv)
+        args, _ = options.parse(argv)
+        if args.resume:
+            with open(os.path.join(args.output, "config.json")) as f:
+                args = options.namespace({**json.load(f), "output": args.output, "resume": True})
         name = os.path.basename(args.output)
         self.calls.append((name, list(argv)))
         os.makedirs(args.output, exist_ok=True)
@@ -76,7 +79,7 @@ class FakeTrain:
         if name in self.interrupt:
             raise KeyboardInterrupt
         if name in self.fail:
-            raise SystemExit(3)
+            raise options.UsageError("the loss became NaN")
         with open(os.path.join(args.output, "state.json"), "w") as f:
             json.dump({"epochs_done": args.epochs}, f)
         open(os.path.join(args.output, "last.keras"), "w").close()
@@ -92,7 +95,7 @@ class FakeTrain:
 @pytest.fixture
 def fake(monkeypatch):
     fake = FakeTrain()
-    monkeypatch.setattr(study.train_cifar, "main", fake)
+    monkeypatch.setattr(study, "train_cell", fake)
     return fake
 
 
@@ -111,7 +114,7 @@ def test_the_grid_has_every_cell_with_its_folder_and_flags(tmp_path):
     assert [c.seed for c in cells] == [0] * 8 + [1] * 8
     for cell in cells:
         assert cell.folder == os.path.join(str(tmp_path), cell.name)
-        parsed = train_cifar.parse_args(cell.argv)
+        parsed = study.parse_cell(cell.argv)
         assert (parsed.backbone, parsed.lam, parsed.train_fraction, parsed.seed) == (
             cell.backbone, cell.lam, cell.fraction, cell.seed)
         assert parsed.output == cell.folder and parsed.epochs == 1 and parsed.image_size == 16
@@ -131,17 +134,17 @@ def test_the_default_grid_is_four_backbones_two_lambdas_three_fractions_three_se
         (b, backbones.default_lambda(b)) for b in ("vit", "cvt", "swin", "resnet50")}
     assert {c.fraction for c in cells} == {0.05, 0.2, 1.0} and {c.seed for c in cells} == {0, 1, 2}
     resnet = next(c for c in cells if c.backbone == "resnet50")
-    parsed = train_cifar.parse_args(resnet.argv)
+    parsed = study.parse_cell(resnet.argv)
     assert parsed.dataset == "synthetic" and parsed.image_size == 32
     # Every cell makes as many optimizer steps: each subset is cycled to the full set's size.
-    assert all(train_cifar.parse_args(c.argv).epoch_images == "full" for c in cells)
+    assert all(study.parse_cell(c.argv).epoch_images == "full" for c in cells)
     assert parsed.backbone_args == study.SMALL_BACKBONE_ARGS["resnet50"]
 
 
 def test_passed_through_flags_reach_every_cell_and_the_grid_flags_are_refused(tmp_path, capsys):
     args = study.parse_args(tiny_study_argv(tmp_path, extra=["--", "--mode", "ce", "--randaugment"]))
     for cell in study.make_grid(args):
-        parsed = train_cifar.parse_args(cell.argv)
+        parsed = study.parse_cell(cell.argv)
         assert parsed.mode == "ce" and parsed.randaugment and parsed.sample_size == 8
     for extra in (["--", "--seed", "3"], ["--", "--epochs", "5"], ["--train-args", "--lam 0.2"]):
         with pytest.raises(SystemExit) as exit_info:
@@ -244,7 +247,7 @@ def test_changed_settings_are_refused_before_any_training(tmp_path, fake, capsys
 
 def test_a_failed_cell_does_not_stop_the_others(tmp_path, monkeypatch):
     fake = FakeTrain(fail={"vit-lam0-frac1-seed0"})
-    monkeypatch.setattr(study.train_cifar, "main", fake)
+    monkeypatch.setattr(study, "train_cell", fake)
     report = study.main(tiny_study_argv(tmp_path, seeds=("0", "1")))
     assert list(report["failed"]) == ["vit-lam0-frac1-seed0"] and len(report["ran"]) == 3
     assert study.exit_code(report) == 1
@@ -255,13 +258,13 @@ def test_ctrl_c_keeps_the_finished_cells_and_the_same_command_goes_on(tmp_path, 
     argv = tiny_study_argv(tmp_path, seeds=("0", "1"))
     order = [c.name for c in study.make_grid(study.parse_args(argv))]
     fake = FakeTrain(interrupt={order[2]})
-    monkeypatch.setattr(study.train_cifar, "main", fake)
+    monkeypatch.setattr(study, "train_cell", fake)
     report = study.main(argv)
     assert report["interrupted"] and study.exit_code(report) == 130
     assert report["ran"] == order[:2] and len(fake.calls) == 3  # the fourth cell never started
     assert sorted(r["cell"] for r in read_csv(tmp_path / "results.csv")) == sorted(order[:2])
     fake = FakeTrain()
-    monkeypatch.setattr(study.train_cifar, "main", fake)
+    monkeypatch.setattr(study, "train_cell", fake)
     report = study.main(argv)
     assert [name for name, _ in fake.calls] == order[2:] and report["skipped"] == order[:2]
     assert len(read_csv(tmp_path / "results.csv")) == 4
@@ -392,7 +395,8 @@ def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real
         metrics = json.loads((output / row["cell"] / "metrics.json").read_text())
         assert float(row["final_top1"]) == metrics["final_top1"] and int(row["epochs"]) == 1
         # 16 images, cycled to the full set's 32 per epoch: 4 steps of 8.
-        assert metrics["epoch_images"] == 32 and metrics["config"]["epoch_images"] == "full"
+        # 32 images, 4 held out for validation: 28 an epoch, 3 batches of 8.
+        assert metrics["epoch_images"] == 24 and metrics["config"]["epoch_images"] == "full"
     assert "| vit | 0.5 | 0.5 |" in (output / "results.md").read_text()
     assert (output / "results.png").read_bytes()[:8] == PNG_MAGIC
     # A real run's settings fingerprint is the one its cell expects (so --continue-from takes it).
@@ -401,8 +405,8 @@ def test_a_real_tiny_study_writes_every_result_and_skips_it_the_second_time(real
         row["settings"] == study.cell_settings_key(cells[row["cell"]]) for row in rows)
     before = (output / "results.csv").read_bytes()
     calls = []
-    real_main = study.train_cifar.main
-    monkeypatch.setattr(study.train_cifar, "main", lambda a: calls.append(a) or real_main(a))
+    real_train = study.train_cell
+    monkeypatch.setattr(study, "train_cell", lambda a: calls.append(a) or real_train(a))
     again = study.main(argv)
     assert calls == [] and len(again["skipped"]) == 2
     assert (output / "results.csv").read_bytes() == before
@@ -416,7 +420,9 @@ def test_visualize_drloc_draws_the_offsets_of_a_trained_head(real_study, tmp_pat
                                    "--output", str(figure)])
     assert figure.read_bytes()[:8] == PNG_MAGIC and not report["untrained"]
     (head,) = report["heads"]
-    assert head["grid"] == [4, 4] and head["pairs"] == 12 * 8 and head["mode"] == "l1"
+    # The run's validation set has 4 images (fewer than the 12 asked for), 8 pairs each.
+    assert report["images"] == 4 and head["pairs"] == 4 * 8
+    assert head["grid"] == [4, 4] and head["mode"] == "l1"
     for axis in ("rows", "columns"):
         assert 0 <= head[f"mae_{axis}"] < 100 and math.isfinite(head[f"mae_{axis}"])
     assert json.loads((tmp_path / "offsets.json").read_text())["heads"] == report["heads"]
@@ -428,15 +434,15 @@ def test_visualize_drloc_draws_the_offsets_of_a_trained_head(real_study, tmp_pat
 def test_epoch_images_off_trains_each_subset_for_its_own_size_and_bad_values_are_refused(tmp_path, capsys):
     args = study.parse_args(tiny_study_argv(tmp_path, fractions=("0.5",), extra=("--epoch-images", "off")))
     (cell, _) = study.make_grid(args)
-    assert "--epoch-images" not in cell.argv and train_cifar.parse_args(cell.argv).epoch_images is None
+    assert "--epoch-images" not in cell.argv and study.parse_cell(cell.argv).epoch_images is None
     args = study.parse_args([*tiny_study_argv(tmp_path), "--epoch-images", "64"])
-    assert all(train_cifar.parse_args(c.argv).epoch_images == 64 for c in study.make_grid(args))
+    assert all(study.parse_cell(c.argv).epoch_images == 64 for c in study.make_grid(args))
     for bad in ("0", "-3", "half"):
         with pytest.raises(SystemExit):
             study.parse_args(tiny_study_argv(tmp_path, extra=("--epoch-images", bad)))
         assert "--epoch-images" in capsys.readouterr().err
         with pytest.raises(SystemExit):
-            train_cifar.parse_args(["--epoch-images", bad])
+            study.parse_cell(["--epoch-images", bad])
         assert "must be a positive number of images or 'full'" in capsys.readouterr().err
     # The study sets it per cell: passing it through is refused.
     with pytest.raises(SystemExit):
@@ -444,14 +450,14 @@ def test_epoch_images_off_trains_each_subset_for_its_own_size_and_bad_values_are
     assert "--epoch-images (use the study's --epoch-images)" in capsys.readouterr().err
 
 
-# === train_cifar.py does not flip the synthetic images (a mirror changes their class) ===
+# === The training program does not flip the synthetic images (a mirror changes their class) ===
 
 
 def test_train_cifar_flips_by_default_except_the_synthetic_dataset():
-    assert train_cifar.parse_args(["--dataset", "cifar10"]).flip is True
-    assert train_cifar.parse_args(["--dataset", "synthetic"]).flip is False
-    assert train_cifar.parse_args(["--dataset", "synthetic", "--flip"]).flip is True
-    assert train_cifar.parse_args(["--dataset", "cifar10", "--no-flip"]).flip is False
+    assert study.parse_cell(["--dataset", "cifar10"]).flip is True
+    assert study.parse_cell(["--dataset", "synthetic"]).flip is False
+    assert study.parse_cell(["--dataset", "synthetic", "--flip"]).flip is True
+    assert study.parse_cell(["--dataset", "cifar10", "--no-flip"]).flip is False
 
 
 # === Two studies side by side (scripts/compare_studies.py) ===

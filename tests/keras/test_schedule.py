@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from drloc_keras import training
+from drloc_keras import recipe as training
 
 
 @pytest.mark.parametrize("warmup,decay,alpha", [(5, 12, 0.0), (1, 3, 0.1)])

@@ -1,4 +1,6 @@
-"""The training program end to end on tiny synthetic data: every backbone, resume, faults."""
+"""The training run (drloc_keras.run) end to end on tiny synthetic data: every backbone, the
+run folder, exact resume, evaluation, faults; and the command line of examples/train_cifar.py
+(in subprocesses)."""
 
 import csv
 import json
@@ -13,9 +15,10 @@ import keras
 import numpy as np
 import pytest
 
+from drloc_keras import options, run, run_folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-import train_cifar  # noqa: E402
+CLI = os.path.join(ROOT, "examples", "train_cifar.py")
 
 TINY_ARGS = {
     "cvt": {"embed_dims": [8, 16, 16], "num_heads": [1, 2, 2], "depths": [1, 1, 1]},
@@ -36,6 +39,15 @@ def tiny_argv(output, backbone="cvt", epochs=1, train=32, extra=()):
     ]
 
 
+def train(argv, **kwargs):
+    """The run of the flags `argv`, as examples/train_cifar.py runs it."""
+    return run.train(*options.parse(argv), **kwargs)
+
+
+def parse(argv):
+    return options.parse(argv)[0]
+
+
 def history(output):
     with open(os.path.join(output, "history.csv"), newline="") as f:
         return list(csv.DictReader(f))
@@ -43,7 +55,7 @@ def history(output):
 
 @pytest.mark.parametrize("backbone", sorted(TINY_ARGS))
 def test_one_epoch_of_every_backbone_leaves_every_output(backbone, tmp_path):
-    report = train_cifar.main(tiny_argv(tmp_path, backbone))
+    report = train(tiny_argv(tmp_path, backbone))
     for name in ("history.csv", "metrics.json", "curves.png", "config.json", "last.keras", "state.json"):
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "tensorboard").is_dir()
@@ -60,29 +72,29 @@ def test_one_epoch_of_every_backbone_leaves_every_output(backbone, tmp_path):
 def test_lambda_zero_trains_without_drloc_on_a_cycled_subset_and_part_of_the_test_set(tmp_path, capsys):
     # A quarter of the 32 training images (8), cycled to the whole set's 32 an epoch ('full'):
     # 2 steps of 16; half of the 16 test images.
-    report = train_cifar.main(tiny_argv(tmp_path, extra=[
-        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "full", "--test-fraction", "0.5"]))
+    report = train(tiny_argv(tmp_path, extra=[
+        "--lam", "0", "--train-fraction", "0.25", "--epoch-images", "full", "--test-fraction", "0.5",
+        "--val-fraction", "0"]))
     row = history(tmp_path)[0]
     assert "drloc_loss" not in row and float(row["loss"]) > 0
     out = capsys.readouterr().out
-    assert "8 training and 8 test images" in out and "cycled to 32 images per epoch" in out
+    assert "8 training, no validation set and 8 test images" in out and "cycled to 32 images per epoch" in out
     assert report["epoch_images"] == 32 and report["epochs"] == 1
-    assert train_cifar.parse_args(["--epoch-images", "48"]).epoch_images == 48
+    assert parse(["--epoch-images", "48"]).epoch_images == 48
 
 
 @pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
 def test_the_saved_model_normalises_raw_images_with_the_training_set_statistics(finished_run):
     """The training images' per-channel mean and variance sit in a Normalization layer of the
     saved model: `predict` on raw 0-255 images after `load_model` is the model's own."""
-    from drloc_keras import data, training
+    from drloc_keras import data, recipe
 
     config = json.loads((finished_run / "config.json").read_text())
     assert config["input_normalization"] == "train-set"
-    model = keras.saving.load_model(finished_run / "last.keras")
+    model = run_folder.load_model(finished_run / "last.keras")
     layer = model.backbone.get_layer("input_normalization")
     assert isinstance(layer, keras.layers.Normalization)
-    dataset = data.load_dataset("synthetic", train_size=32, test_size=16, seed=0)
-    mean, variance = training.channel_statistics(dataset.train[0])
+    mean, variance = recipe.channel_statistics(run.load_data(parse(tiny_argv(finished_run))).train[0])
     np.testing.assert_allclose(np.ravel(layer.mean), mean, rtol=1e-5)
     np.testing.assert_allclose(np.ravel(layer.variance), np.maximum(variance, 1.0), rtol=1e-5)
     size = model.backbone.inputs[0].shape[1]
@@ -95,20 +107,20 @@ def test_the_saved_model_normalises_raw_images_with_the_training_set_statistics(
 
 
 def test_input_normalization_none_feeds_raw_pixels(tmp_path):
-    train_cifar.main(tiny_argv(tmp_path, extra=["--input-normalization", "none", "--lam", "0"]))
-    model = keras.saving.load_model(tmp_path / "last.keras")
+    train(tiny_argv(tmp_path, extra=["--input-normalization", "none", "--lam", "0"]))
+    model = run_folder.load_model(tmp_path / "last.keras")
     assert not any(isinstance(layer, keras.layers.Normalization) for layer in model.backbone.layers)
 
 
 def test_head_flags_and_the_printed_lambda_schedule(tmp_path, capsys):
-    train_cifar.main(tiny_argv(tmp_path, epochs=2, extra=[
+    train(tiny_argv(tmp_path, epochs=2, extra=[
         "--head-hidden", "auto", "--head-init", "trunc_normal", "--lam", "0.5",
         "--lam-schedule", "warmup-decay", "--lam-warmup-epochs", "1", "--lam-total-epochs", "3"]))
     out = capsys.readouterr().out
     assert ("lambda schedule: 0 at epoch 0, rising to 0.5 at epoch 1, then falling to 0 at epoch 3; "
             "epochs 0-1 of this run: 0, 0.5") in out
     assert [float(r["lambda"]) for r in history(tmp_path)] == [0.0, 0.5]
-    model = keras.saving.load_model(tmp_path / "last.keras")
+    model = run_folder.load_model(tmp_path / "last.keras")
     head = model.heads[0]
     assert head.units == 2 * head.channels and head.initializer == "trunc_normal"
     assert model.warmup_epochs == 1 and model.total_epochs == 3
@@ -117,13 +129,13 @@ def test_head_flags_and_the_printed_lambda_schedule(tmp_path, capsys):
 def test_weight_decay_leaves_out_biases_unless_asked(tmp_path):
     from drloc_keras.optimizers import AdamW
 
-    train_cifar.main(tiny_argv(tmp_path / "default", extra=["--lam", "0"]))
-    model = keras.saving.load_model(tmp_path / "default" / "last.keras")
+    train(tiny_argv(tmp_path / "default", extra=["--lam", "0"]))
+    model = run_folder.load_model(tmp_path / "default" / "last.keras")
     assert isinstance(model.optimizer, AdamW)
     decayed = model.optimizer.decayed_paths()
     assert decayed and all(path.endswith("/kernel") for path in decayed)
-    train_cifar.main(tiny_argv(tmp_path / "all", extra=["--lam", "0", "--decay-all-weights"]))
-    model = keras.saving.load_model(tmp_path / "all" / "last.keras")
+    train(tiny_argv(tmp_path / "all", extra=["--lam", "0", "--decay-all-weights"]))
+    model = run_folder.load_model(tmp_path / "all" / "last.keras")
     assert type(model.optimizer) is keras.optimizers.AdamW
 
 
@@ -131,7 +143,7 @@ def test_weight_decay_leaves_out_biases_unless_asked(tmp_path):
 def finished_run(tmp_path_factory):
     """One finished tiny run (1 epoch), trained once for the tests that only read or refuse it."""
     output = tmp_path_factory.mktemp("finished_run")
-    train_cifar.main(tiny_argv(output))
+    train(tiny_argv(output))
     return output
 
 
@@ -143,38 +155,46 @@ def copy_of_finished_run(finished_run, tmp_path):
 
 
 @pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
-def test_eval_only_reads_the_saved_model(copy_of_finished_run, capsys):
+def test_eval_only_evaluates_the_runs_own_validation_and_test_sets(copy_of_finished_run, finished_run):
     tmp_path = copy_of_finished_run
-    report = train_cifar.main(tiny_argv(tmp_path, extra=["--eval-only"]))
-    assert set(report) >= {"accuracy", "loss", "top5", "model"}
-    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == report["accuracy"]
+    report = train(["--output", str(tmp_path), "--eval-only", "--verbose", "0"])
+    assert json.loads((tmp_path / "eval.json").read_text()) == report
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    # The last model on the test set: the figure the run itself reported.
+    assert report["last"]["test"]["top1"] == pytest.approx(metrics["final_top1"])
+    assert report["best"]["test"]["top1"] == pytest.approx(metrics["best_top1"])
+    assert "val" in report["last"] and str(metrics["test_images"]) in report["sets"]["test"]
+    # Another test set would be another evaluation: refused, not silently used.
+    with pytest.raises(options.UsageError, match="--synthetic-test-size would change them"):
+        train(["--output", str(tmp_path), "--eval-only", "--synthetic-test-size", "99"])
 
 
 def test_resume_finishes_the_remaining_epochs(tmp_path):
-    train_cifar.main(tiny_argv(tmp_path, epochs=2))
+    train(tiny_argv(tmp_path, epochs=2))
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["epochs_done"] == 2
     # A finished run resumes to nothing more.
-    train_cifar.main(tiny_argv(tmp_path, epochs=2, extra=["--resume"]))
+    train(["--output", str(tmp_path), "--resume", "--verbose", "0"])
     assert [int(r["epoch"]) for r in history(tmp_path)] == [0, 1]
+    # --epochs may be raised: the run goes on with its saved settings.
+    train(["--output", str(tmp_path), "--resume", "--epochs", "3", "--verbose", "0"])
+    assert [int(r["epoch"]) for r in history(tmp_path)] == [0, 1, 2]
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
 
 
 @pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
-def test_resume_with_a_different_configuration_is_refused(copy_of_finished_run, capsys):
+def test_resume_refuses_flags_that_change_the_run(copy_of_finished_run):
     tmp_path = copy_of_finished_run
-    with pytest.raises(SystemExit) as exit_info:
-        train_cifar.main(tiny_argv(tmp_path, extra=["--resume", "--lam", "0.7", "--mode", "ce"]))
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "--lam: saved 0.1, now 0.7" in err and "--mode: saved 'l1', now 'ce'" in err
+    with pytest.raises(options.UsageError, match="--lam, --mode would change them. Only --epochs"):
+        train(["--output", str(tmp_path), "--resume", "--lam", "0.7", "--mode", "ce"])
+
 
 
 @pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
-def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run, capsys):
-    tmp_path = copy_of_finished_run
-    with pytest.raises(SystemExit):
-        train_cifar.main(tiny_argv(tmp_path))
-    assert "Pass --resume" in capsys.readouterr().err
+def test_a_second_run_in_the_same_folder_is_refused(copy_of_finished_run):
+    with pytest.raises(options.UsageError, match="Pass --resume"):
+        train(tiny_argv(copy_of_finished_run))
 
 
 @pytest.mark.parametrize(
@@ -202,21 +222,24 @@ def test_bad_flags_name_the_choices(flag, value, expected, tmp_path, capsys):
         argv += [flag, value]
     else:
         argv[index + 1] = value
-    with pytest.raises(SystemExit) as exit_info:
-        train_cifar.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    try:
+        options.parse(argv)
+    except SystemExit as e:  # argparse: usage, then the error
+        assert e.code == 2
+        err = capsys.readouterr().err
+    except options.UsageError as e:
+        err = str(e)
+    else:
+        pytest.fail("accepted")
     for fragment in expected:
         assert fragment in err, (fragment, err)
 
 
-def test_missing_dataset_files_name_the_file(tmp_path, capsys):
+def test_missing_dataset_files_name_the_file(tmp_path):
     argv = tiny_argv(tmp_path / "run") + ["--dataset", "cifar10", "--data-dir", str(tmp_path / "nothing")]
-    with pytest.raises(SystemExit) as exit_info:
-        train_cifar.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "cifar-10-batches-py" in err and "--data-dir" in err
+    with pytest.raises(options.UsageError) as error:
+        train(argv)
+    assert "cifar-10-batches-py" in str(error.value) and "--data-dir" in str(error.value)
 
 
 def test_corrupt_dataset_file_names_the_file(tmp_path, capsys):
@@ -226,19 +249,18 @@ def test_corrupt_dataset_file_names_the_file(tmp_path, capsys):
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         (folder / name).write_bytes(b"not a gzip file")
     argv = tiny_argv(tmp_path / "run") + ["--dataset", "fashion_mnist", "--data-dir", str(folder)]
-    with pytest.raises(SystemExit):
-        train_cifar.main(argv)
-    assert "-ubyte.gz" in capsys.readouterr().err
+    with pytest.raises(options.UsageError, match="-ubyte.gz"):
+        train(argv)
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_no_bad_checkpoint(tmp_path, capsys):
     argv = tiny_argv(tmp_path, epochs=3, extra=["--lr", "1e30", "--warmup-epochs", "0", "--weight-decay", "0"])
-    with pytest.raises(SystemExit) as exit_info:
-        train_cifar.main(argv)
-    assert exit_info.value.code == 3
-    assert "NaN" in capsys.readouterr().err
+    with pytest.raises(run.Diverged, match="NaN") as error:
+        train(argv)
+    assert error.value.code == 3
     if (tmp_path / "last.keras").exists():
-        model = keras.saving.load_model(tmp_path / "last.keras")
+        assert "The last good checkpoint is" in str(error.value)
+        model = run_folder.load_model(tmp_path / "last.keras")
         for w in model.get_weights():
             assert np.all(np.isfinite(w))
 
@@ -269,7 +291,7 @@ def _wait_for_epochs(output, epochs, process, timeout=300):
 def test_sigkill_mid_epoch_then_resume_finishes_with_intact_checkpoints(tmp_path):
     output = tmp_path / "run"
     output.mkdir()
-    argv = tiny_argv(output, epochs=4, train=320)  # 20 steps per epoch
+    argv = tiny_argv(output, epochs=4, train=320)  # 18 steps per epoch (32 images held out)
     process = _run_in_background(argv, output)
     try:
         _wait_for_epochs(output, 1, process)
@@ -282,16 +304,17 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_intact_checkpoints(tmp_path
     assert process.returncode == -signal.SIGKILL
     state = json.loads((output / "state.json").read_text())
     assert 1 <= state["epochs_done"] < 4
-    keras.saving.load_model(output / "last.keras")  # not corrupt
+    run_folder.load_model(output / "last.keras")  # not corrupt
 
-    train_cifar.main(argv + ["--resume"])
+    train(["--output", str(output), "--resume", "--verbose", "0"])
     rows = history(output)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     assert json.loads((output / "state.json").read_text())["epochs_done"] == 4
     assert json.loads((output / "metrics.json").read_text())["epochs"] == 4
-    model = keras.saving.load_model(output / "last.keras")
+    model = run_folder.load_model(output / "last.keras")
     steps_done = int(keras.ops.convert_to_numpy(model.step_variable))
-    assert steps_done == 4 * 20
+    steps_per_epoch = json.loads((output / "metrics.json").read_text())["epoch_images"] // 16
+    assert steps_per_epoch == 18 and steps_done == 4 * steps_per_epoch  # 288 images after the validation set
 
 
 def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
@@ -309,8 +332,8 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
             process.kill()
     assert process.returncode == 130
     assert (output / "interrupted.keras").exists()
-    keras.saving.load_model(output / "interrupted.keras")
-    keras.saving.load_model(output / "last.keras")
+    run_folder.load_model(output / "interrupted.keras")
+    run_folder.load_model(output / "last.keras")
     log = (tmp_path / "run.log").read_text()
     assert "interrupted" in log and "--resume" in log
 
@@ -324,11 +347,11 @@ def restore_dtype_policy():
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_runs_keep_the_loss_finite(precision, tmp_path, restore_dtype_policy):
-    train_cifar.main(tiny_argv(tmp_path, extra=["--mixed-precision", precision]))
+    train(tiny_argv(tmp_path, extra=["--mixed-precision", precision]))
     row = history(tmp_path)[0]
     for key in ("loss", "ce_loss", "drloc_loss", "val_loss"):
         assert np.isfinite(float(row[key])), key
-    model = keras.saving.load_model(tmp_path / "last.keras")
+    model = run_folder.load_model(tmp_path / "last.keras")
     assert model.heads[0].trunk[0].compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[precision]
 
 
@@ -346,7 +369,149 @@ def test_an_image_folder_of_mixed_sizes_and_modes_trains(tmp_path):
                 pixels = rng.integers(0, 256, size=size[::-1] + ((3,) if mode == "RGB" else ()))
                 Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
     argv = tiny_argv(tmp_path / "run") + ["--dataset", "folder", "--data-dir", str(tmp_path / "images")]
-    report = train_cifar.main(argv)
+    report = train(argv)
     assert report["epochs"] == 1 and 0.0 <= report["final_top1"] <= 1.0
-    model = keras.saving.load_model(tmp_path / "run" / "last.keras")
+    model = run_folder.load_model(tmp_path / "run" / "last.keras")
     assert model.num_classes == 2
+
+
+# === Exact resume ================================================================================
+
+
+class _StopMidEpoch(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt (what Ctrl-C and SIGTERM raise) after batch 2 of epoch 1."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            raise KeyboardInterrupt
+
+
+def _weights(path):
+    return [keras.ops.convert_to_numpy(w) for w in run_folder.load_model(path).weights]
+
+
+def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
+    """Killed in its second epoch and resumed, a run ends with the history and the weights of
+    the run that was not stopped: the data order, the augmentation (flips, erasing, MixUp /
+    CutMix), dropout paths and the DRLoc pairs all continue where they were."""
+    argv = tiny_argv(tmp_path, "vit", epochs=3, train=96, extra=[
+        "--flip", "--random-erasing", "0.5", "--mixup", "0.8", "--cutmix", "1.0", "--drop-path", "0.1"])
+    whole = tmp_path / "whole"
+    train([*argv, "--output", str(whole)])
+    keras.backend.clear_session()
+    stopped = tmp_path / "stopped"
+    with run.Run(*options.parse([*argv, "--output", str(stopped)]), log=lambda *a: None) as r:
+        data = r.load_data()
+        model = r.build_model(data)
+        r.fit(model, data, callbacks=[_StopMidEpoch()])
+    assert r.interrupted and json.loads((stopped / "state.json").read_text())["epochs_done"] == 1
+    keras.backend.clear_session()
+    train(["--output", str(stopped), "--resume", "--verbose", "0"])
+    a, b = history(whole), history(stopped)
+    assert [row["epoch"] for row in b] == ["0", "1", "2"]
+    for row_a, row_b in zip(a, b):
+        for key in ("loss", "ce_loss", "drloc_loss", "accuracy", "val_loss", "learning_rate"):
+            assert float(row_b[key]) == pytest.approx(float(row_a[key]), rel=1e-5, abs=1e-6), key
+    for wa, wb in zip(_weights(whole / "last.keras"), _weights(stopped / "last.keras")):
+        np.testing.assert_allclose(wb, wa, rtol=1e-5, atol=1e-6)
+
+
+# === The validation set and what the report says =================================================
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_best_keras_is_chosen_on_the_validation_set_and_the_report_names_every_set(finished_run):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    state = json.loads((finished_run / "state.json").read_text())
+    assert state["monitor"] == "val_accuracy"
+    # 32 training images, 8 a class: a tenth of each class (1) is held out.
+    assert metrics["val_images"] == 4 and metrics["train_images"] == 28 and metrics["test_images"] == 16
+    assert "test set" in metrics["sets"]["final_*"] and "best.keras" in metrics["sets"]["best_*"]
+    assert "validation set (4 images" in metrics["sets"]["val_*"]
+    assert metrics["val_best_top1"] == max(float(r["val_accuracy"]) for r in history(finished_run))
+    loaded = run.load_data(parse(tiny_argv(finished_run)))
+    held, kept = loaded.val[1], loaded.train[1]
+    assert sorted(np.bincount(held)) == [1, 1, 1, 1] and len(kept) == 28
+
+
+def test_without_a_validation_set_there_is_no_best_model(tmp_path):
+    report = train(tiny_argv(tmp_path, extra=["--val-fraction", "0"]))
+    assert not (tmp_path / "best.keras").exists()
+    assert report["best_top1"] is None and report["final_top1"] is not None
+    assert "val_accuracy" not in history(tmp_path)[0]
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_outputs_are_readable_by_others_and_the_history_has_the_learning_rate(finished_run):
+    for name in ("config.json", "state.json", "metrics.json", "history.csv", "last.keras", "curves.png"):
+        assert (finished_run / name).stat().st_mode & 0o777 == 0o644 & ~_umask(), name
+    rows = history(finished_run)
+    assert float(rows[0]["learning_rate"]) > 0
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.xdist_group("finished_run")
+def test_a_saved_model_loads_in_a_fresh_process_with_drloc_keras_load_model(finished_run):
+    code = (f"import drloc_keras; m = drloc_keras.load_model({str(finished_run / 'last.keras')!r}); "
+            f"print(type(m).__name__, m.num_classes)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["DRLocModel", "4"]
+
+
+def test_an_unknown_backbone_argument_is_refused_with_the_valid_ones(tmp_path):
+    argv = tiny_argv(tmp_path)
+    argv[argv.index("--backbone-args") + 1] = json.dumps({"depth": 3})
+    with pytest.raises(options.UsageError) as error:
+        train(argv)
+    assert "depth" in str(error.value) and "embed_dims" in str(error.value)
+
+
+# === The command line (examples/train_cifar.py in a subprocess) ==================================
+
+
+def _cli(*argv, timeout=300):
+    return subprocess.run([sys.executable, CLI, *argv], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_help_answers_in_under_two_seconds_and_shows_each_default_once():
+    start = time.perf_counter()
+    out = _cli("--help")
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0 and seconds < 2.0, seconds
+    assert "--val-fraction" in out.stdout and "(default: 128)" in out.stdout
+    text = " ".join(out.stdout.split())
+    assert text.count("(default: 128)") == 1 and "(default: None)" not in text
+    assert "(default: False)" not in text and "default: True) (default" not in text
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--dataset", "folder"], "--dataset folder needs --data-dir"),
+    (["--dataset", "synthetic", "--data-dir", "somewhere"], "--data-dir is not used by --dataset synthetic"),
+    (["--backbone-args", "[1, 2]"], "must be a JSON object"),
+])
+def test_a_bad_flag_ends_in_one_error_line_and_exit_code_2_before_any_framework(argv, fragment, tmp_path):
+    out = _cli(*argv, "--output", str(tmp_path / "run"), timeout=30)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and fragment in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+
+
+def test_an_image_size_the_backbone_cannot_take_is_one_error_line(tmp_path):
+    out = _cli("--dataset", "synthetic", "--synthetic-train-size", "16", "--synthetic-test-size", "8",
+               "--backbone", "vit", "--image-size", "34", "--output", str(tmp_path / "run"))
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--backbone vit" in lines[0] and "34" in lines[0]
