@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from drloc_keras import DRLocModel, backbones  # noqa: E402
-from drloc_keras.layers import hidden_width  # noqa: E402
+from drloc_keras.head import hidden_width  # noqa: E402
 
 VARIANTS = {"without": (0.0, 512), "hidden512": (None, 512), "auto": (None, "auto")}
 

@@ -46,7 +46,7 @@ def head_weights(head):
     """The reference's (trunk, heads) from a built DRLocHead."""
     trunk = [(to_numpy(d.kernel).astype(np.float64), to_numpy(d.bias).astype(np.float64)) for d in head.trunk]
     heads = tuple(
-        (to_numpy(d.kernel).astype(np.float64), to_numpy(d.bias).astype(np.float64)) for d in head.heads
+        (to_numpy(d.kernel).astype(np.float64), to_numpy(d.bias).astype(np.float64)) for d in head.offset_classifiers
     )
     return trunk, heads
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import drloc_ref
 from drloc_keras import losses
-from drloc_keras.layers import DRLocHead, gather, relative_targets
+from drloc_keras.head import DRLocHead, gather, relative_targets
 from tests.keras.helpers import head_weights, record_difference, to_numpy
 
 TOL = 1e-5

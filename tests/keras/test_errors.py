@@ -6,7 +6,7 @@ import pytest
 from keras import layers
 
 from drloc_keras import DRLocModel
-from drloc_keras.layers import DRLocHead
+from drloc_keras.head import DRLocHead
 from tests.keras.helpers import tiny_backbone
 
 

@@ -6,7 +6,7 @@ import pytest
 
 import drloc_ref
 from drloc_keras import losses
-from drloc_keras.layers import DRLocHead
+from drloc_keras.head import DRLocHead
 from tests.keras.helpers import head_weights, record_difference, value_and_grad
 
 

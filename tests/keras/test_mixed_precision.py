@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from drloc_keras import DRLocModel, losses
-from drloc_keras.layers import DRLocHead
+from drloc_keras.head import DRLocHead
 from tests.keras.helpers import BatchLogs, record_difference, tiny_backbone
 
 

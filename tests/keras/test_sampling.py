@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from drloc_keras.layers import DRLocHead
+from drloc_keras.head import DRLocHead
 from tests.keras.helpers import to_numpy
 from tests.stats import independence_pvalue, uniformity_pvalue
 
