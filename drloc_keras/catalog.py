@@ -50,6 +50,11 @@ REDUCED_ARGS = {
     "resnet50": {"width_multiplier": 0.125},
 }
 
+# The lambda schedules of `drloc_keras.schedules` and the initialisations of the DRLoc head's
+# kernels (`drloc_keras.head`).
+LAMBDA_SCHEDULES = ("constant", "warmup-decay")
+HEAD_INITIALIZERS = ("glorot", "trunc_normal")
+
 # The datasets of `drloc_keras.data.load_dataset`.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "svhn", "folder", "synthetic")
 

@@ -3,7 +3,9 @@
 import keras
 from keras import ops
 
+from drloc_keras.catalog import HEAD_INITIALIZERS as INITIALIZERS
 from drloc_keras.losses import check_mode
+from drloc_ref import HIDDEN, MODE, SAMPLE_SIZE
 from drloc_keras.replicas import replica_context
 
 
@@ -14,7 +16,6 @@ def _check_int(name, value, minimum):
 
 HIDDEN_AUTO = "auto"
 AUTO_HIDDEN_CAP = 512
-INITIALIZERS = ("glorot", "trunc_normal")
 
 
 def check_hidden(hidden, name="hidden"):
@@ -154,9 +155,9 @@ class DRLocHead(keras.layers.Layer):
 
     def __init__(
         self,
-        mode="l1",
-        sample_size=64,
-        hidden=512,
+        mode=MODE,
+        sample_size=SAMPLE_SIZE,
+        hidden=HIDDEN,
         use_abs=True,
         normalize=False,
         initializer="glorot",

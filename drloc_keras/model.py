@@ -40,6 +40,7 @@ from drloc_keras.head import DRLocHead, check_hidden, check_initializer
 from drloc_keras.losses import check_mode, drloc_loss
 from drloc_keras.replicas import replica_context
 from drloc_keras.schedules import check_schedule, lambda_at_epoch
+from drloc_ref import HIDDEN, MODE, SAMPLE_SIZE, TOTAL_EPOCHS, WARMUP_EPOCHS
 
 
 def split_backbone_output(output):
@@ -141,14 +142,14 @@ class DRLocModel(keras.Model):
         backbone,
         lam=0.1,
         lam_schedule="constant",
-        warmup_epochs=20,
-        total_epochs=300,
+        warmup_epochs=WARMUP_EPOCHS,
+        total_epochs=TOTAL_EPOCHS,
         steps_per_epoch=None,
-        mode="l1",
-        sample_size=64,
+        mode=MODE,
+        sample_size=SAMPLE_SIZE,
         use_abs=True,
         normalize=False,
-        hidden=512,
+        hidden=HIDDEN,
         feature_maps="last",
         head_initializer="glorot",
         seed=None,

@@ -13,13 +13,11 @@ the documentation read the defaults and the choices from here; nothing else repe
 import argparse
 import os
 
+import drloc_ref
 from drloc_keras import catalog
 
 # --mixed-precision -> Keras dtype policy
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-LOSS_MODES = ("l1", "ce", "cbr")
-LAMBDA_SCHEDULES = ("constant", "warmup-decay")
-HEAD_INITIALIZERS = ("glorot", "trunc_normal")
 INPUT_NORMALIZATIONS = ("train-set", "none")
 
 # Settings added after runs were first saved, with the value those runs trained with, so
@@ -30,9 +28,9 @@ LEGACY_DEFAULTS = {
     "test_fraction": 1.0,
     "input_normalization": "none",     # ... before the normalisation: raw 0-255 pixels
     "decay_all_weights": True,         # ... before the weight-decay exclusions
-    "head_hidden": 512,
+    "head_hidden": 512,                # ... before --head-hidden: the authors' 512
     "head_init": "glorot",
-    "lam_warmup_epochs": 20,
+    "lam_warmup_epochs": 20,           # ... before the schedule's flags: the authors' values
     "lam_total_epochs": 300,
     "val_fraction": 0.0,               # ... before --val-fraction: best.keras chosen on the test set
 }
@@ -98,20 +96,20 @@ OPTIONS = [
     ("model", "--lam", dict(type=float, default=None,
      help=f"DRLoc weight lambda; 0 turns DRLoc off (default: the authors' value for the family: "
           f"{_FAMILY_LAMBDAS})")),
-    ("model", "--lam-schedule", dict(default="constant", choices=LAMBDA_SCHEDULES,
+    ("model", "--lam-schedule", dict(default="constant", choices=catalog.LAMBDA_SCHEDULES,
      help="constant lambda, or the authors' linear warm-up over --lam-warmup-epochs then linear "
           "decay to 0 at --lam-total-epochs")),
-    ("model", "--lam-warmup-epochs", dict(type=int, default=20,
+    ("model", "--lam-warmup-epochs", dict(type=int, default=drloc_ref.WARMUP_EPOCHS,
      help="warmup-decay: epochs of the linear warm-up of lambda (the authors' value)")),
-    ("model", "--lam-total-epochs", dict(type=int, default=300,
+    ("model", "--lam-total-epochs", dict(type=int, default=drloc_ref.TOTAL_EPOCHS,
      help="warmup-decay: the epoch at which lambda has decayed to 0 (the authors' value; their runs "
           "stop at epoch 100)")),
-    ("model", "--mode", dict(default="l1", choices=LOSS_MODES, help="the DRLoc loss")),
-    ("model", "--sample-size", dict(type=int, default=64, help="pairs per image and feature map (m)")),
-    ("model", "--head-hidden", dict(type=head_hidden_type, default=512, metavar="N|auto",
+    ("model", "--mode", dict(default=drloc_ref.MODE, choices=drloc_ref.MODES, help="the DRLoc loss")),
+    ("model", "--sample-size", dict(type=int, default=drloc_ref.SAMPLE_SIZE, help="pairs per image and feature map (m)")),
+    ("model", "--head-hidden", dict(type=head_hidden_type, default=drloc_ref.HIDDEN, metavar="N|auto",
      help="width of the DRLoc head's MLP: the authors' 512, or 'auto': twice the channels of the "
           "feature map, at most 512 (a head in proportion to a small backbone)")),
-    ("model", "--head-init", dict(default="glorot", choices=HEAD_INITIALIZERS,
+    ("model", "--head-init", dict(default="glorot", choices=catalog.HEAD_INITIALIZERS,
      help="initialisation of the DRLoc head's kernels: Keras' Glorot-uniform, or the authors' "
           "truncated normal of std 0.02 (their Swin and T2T-ViT)")),
     ("model", "--multiscale", dict(action="store_true",

@@ -281,7 +281,11 @@ def plot_curves(history_csv, path, title=None, num_classes=None):
                 drawn = True
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         if drawn:
             ax.legend(fontsize=8)

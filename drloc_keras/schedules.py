@@ -9,7 +9,8 @@
 
 from keras import ops
 
-SCHEDULES = ("constant", "warmup-decay")
+from drloc_keras.catalog import LAMBDA_SCHEDULES as SCHEDULES
+from drloc_ref import TOTAL_EPOCHS, WARMUP_EPOCHS
 
 
 def check_schedule(schedule, lam, warmup_epochs, total_epochs):
@@ -29,7 +30,7 @@ def check_schedule(schedule, lam, warmup_epochs, total_epochs):
         )
 
 
-def lambda_at_epoch(epoch, lam, schedule="constant", warmup_epochs=20, total_epochs=300):
+def lambda_at_epoch(epoch, lam, schedule="constant", warmup_epochs=WARMUP_EPOCHS, total_epochs=TOTAL_EPOCHS):
     """Lambda for a (float32 tensor) 0-based `epoch`, as a float32 tensor."""
     lam = ops.convert_to_tensor(float(lam), dtype="float32")
     if schedule == "constant":

@@ -5,7 +5,12 @@ against. NumPy only: it imports no deep-learning framework.
 """
 
 from drloc_ref.reference import (
+    HIDDEN,
+    MODE,
     MODES,
+    SAMPLE_SIZE,
+    TOTAL_EPOCHS,
+    WARMUP_EPOCHS,
     drloc_loss,
     gather,
     head_forward,
@@ -16,7 +21,12 @@ from drloc_ref.reference import (
 )
 
 __all__ = [
+    "HIDDEN",
+    "MODE",
     "MODES",
+    "SAMPLE_SIZE",
+    "TOTAL_EPOCHS",
+    "WARMUP_EPOCHS",
     "drloc_loss",
     "gather",
     "head_forward",

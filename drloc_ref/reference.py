@@ -12,6 +12,13 @@ implementation must reproduce, so it should not add rounding of its own.
 import numpy as np
 
 MODES = ("l1", "ce", "cbr")
+# The defaults of the method: pairs per image m (spec section 2), the head's width (section 5),
+# the loss (section 6) and the lambda schedule's warm-up and end (section 7).
+SAMPLE_SIZE = 64
+HIDDEN = 512
+MODE = "l1"
+WARMUP_EPOCHS = 20
+TOTAL_EPOCHS = 300
 
 # The constants of the cycle-back regression loss (spec section 6).
 CBR_VARIANCE_EPS = 1e-8
@@ -347,7 +354,7 @@ def drloc_loss(pred, target, mode="l1"):
 # --- Section 7: the lambda schedule ----------------------------------------------------
 
 
-def lambda_at(epoch, lam, warmup_epochs=20, total_epochs=300):
+def lambda_at(epoch, lam, warmup_epochs=WARMUP_EPOCHS, total_epochs=TOTAL_EPOCHS):
     """The authors' lambda for a 0-based `epoch` (spec section 7).
 
     Linear warm-up from 0 to `lam` over `warmup_epochs` (so `lambda_at(0, lam) == 0`), then
