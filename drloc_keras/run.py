@@ -327,6 +327,10 @@ class Run:
             self.timer,
             *callbacks,
         ]
+        if initial_epoch < args.epochs:
+            self.log(f"training epochs {initial_epoch + 1}-{args.epochs}: {data.steps_per_epoch} steps of "
+                     f"{args.batch_size} images each; the first step also builds and compiles the "
+                     f"training step")
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, verbose=args.verbose, shuffle=False)
@@ -364,10 +368,13 @@ class Run:
         rows = self.out.history()
         test, val = data.test, data.val
         final = self._evaluate(model, *test, data) if rows and not self.interrupted else None
-        best_model = self._best_model() if val is not None else None
-        best = self._evaluate(best_model, *test, data) if best_model is not None else None
         val_rows = [r for r in rows if "val_accuracy" in r]
         best_row = max(val_rows, key=lambda r: r["val_accuracy"]) if val_rows else None
+        if best_row is not None and best_row is val_rows[-1] and final is not None:
+            best = final  # best.keras holds the last epoch's weights
+        else:
+            best_model = self._best_model() if val is not None else None
+            best = self._evaluate(best_model, *test, data) if best_model is not None else None
         report = {
             "final_top1": final and final["top1"],
             "final_top5": final and final["top5"],
