@@ -11,7 +11,6 @@ a figure. `scripts/compare_studies.py` puts two studies side by side with it.
 import csv
 import io
 import math
-import os
 
 from drloc_keras import run_folder
 
@@ -221,9 +220,8 @@ def plot_results(rows, path, metric="final_top1", preferred=()):
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        with run_folder.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)

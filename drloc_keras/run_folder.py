@@ -18,6 +18,7 @@ the old file or the new one, never half of one; files are created with mode 0644
 umask's bits).
 """
 
+import contextlib
 import csv
 import json
 import math
@@ -50,29 +51,15 @@ def _replace(tmp, path):
     os.replace(tmp, path)
 
 
-def atomic_write_text(path, text):
-    """Write `text` to `path` so that a reader sees the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary file name beside `path` to write to; on leaving the block the file is
+    synced to disk and renamed to `path` (0644), or removed if the block raised."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_save_model(model, path):
-    """`model.save(path)` through a temporary file and `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
     os.close(fd)
     try:
-        model.save(tmp)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         _replace(tmp, path)
@@ -80,6 +67,18 @@ def atomic_save_model(model, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    """Write `text` to `path` so that a reader sees the old file or the new one, never half."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def atomic_save_model(model, path):
+    """`model.save(path)` through a temporary file and `os.replace`."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def register_keras_objects():
@@ -294,16 +293,11 @@ def plot_curves(history_csv, path, title=None, num_classes=None):
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        _replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def config_difference(saved, current, ignore=()):
