@@ -1,14 +1,19 @@
 """drloc_keras: DRLoc for Keras 3 (TensorFlow, JAX and PyTorch backends).
 
-The package loads its parts on first use: `import drloc_keras` imports neither Keras nor a
-framework, so that a program can list its choices (`drloc_keras.options`,
-`drloc_keras.catalog`) in a fraction of a second. `from drloc_keras import DRLocModel`, or
-any other name below, imports Keras and registers drloc's layers, models, optimizer and
-schedules with Keras' serialization; `drloc_keras.load_model(path)` does that and loads a
-saved `.keras` file (`keras.saving.load_model` alone does not know drloc's classes).
+After `import drloc_keras`, `keras.saving.load_model` reads drloc's saved models: drloc's
+layers, models, optimizer and schedules are registered with Keras' serialization as soon as
+Keras is imported (at once if it already is, else when it is). The package itself loads its
+parts on first use, so that `import drloc_keras.options` (a program's flags and defaults) and
+`drloc_keras.catalog` (backbone and dataset names) answer without starting Keras or a
+framework: `--help` in a fraction of a second. `drloc_keras.load_model(path)` loads a saved
+`.keras` file in one call.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 
 __version__ = "0.1.0"
 
@@ -40,3 +45,38 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
+
+
+def _register():
+    try:
+        importlib.import_module("drloc_keras.run_folder").register_keras_objects()
+    except Exception as e:  # never break the user's `import keras`
+        warnings.warn(f"drloc_keras could not register its Keras classes ({type(e).__name__}: {e}); "
+                      f"keras.saving.load_model will not know them", stacklevel=2)
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Finds `keras` through the other finders and registers drloc's classes once Keras'
+    own module has run."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run_keras = spec.loader.exec_module
+
+        def exec_module(module):
+            run_keras(module)
+            _register()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register()
+elif not any(isinstance(finder, _RegisterAfterKeras) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKeras())

@@ -4,6 +4,7 @@ learned position embedding, average pooling that does not count its padding)."""
 
 import difflib
 import inspect
+import numbers
 
 import keras
 from keras import layers, ops
@@ -19,7 +20,7 @@ def check_positive_int(name, value):
 
 def check_rate(name, value):
     """Raises a ValueError naming `name` unless `value` is a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1). Found {name}={value!r}")
 
 

@@ -1,4 +1,4 @@
-"""CCT backbone: shapes, saving, config, tokenizer pooling, encoder layer, errors, size."""
+"""CCT backbone: the shared checks, tokenizer pooling, encoder layer, errors, size."""
 
 import keras
 import numpy as np
@@ -11,6 +11,7 @@ from drloc_keras.backbones.cct import (
     cct,
     cct_7_3x1,
 )
+from tests.backbones.helpers import run_backbone_test
 
 # Non-square on purpose; two tokenizer steps: 12x8 -> 6x4 -> 3x2.
 TINY = {
@@ -28,42 +29,25 @@ def images(shape=(2, 12, 8, 3), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def numpy_outputs(model, x):
-    out = model(x, training=False)
-    return {
-        "logits": keras.ops.convert_to_numpy(out["logits"]),
-        "feature_maps": [keras.ops.convert_to_numpy(f) for f in out["feature_maps"]],
-    }
-
-
-def test_forward_shapes():
-    out = numpy_outputs(CCTBackbone(**TINY), images())
-    assert out["logits"].shape == (2, 5)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 3, 2, 16)]
-    assert np.all(np.isfinite(out["logits"]))
-
-
-def test_keras_file_round_trip(tmp_path):
-    model = CCTBackbone(**TINY)
-    x = images()
-    path = str(tmp_path / "cct.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, CCTBackbone)
-    before, after = numpy_outputs(model, x), numpy_outputs(restored, x)
-    np.testing.assert_allclose(after["logits"], before["logits"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        after["feature_maps"][0], before["feature_maps"][0], rtol=1e-5, atol=1e-5
+def test_shared_backbone_checks():
+    model = run_backbone_test(
+        lambda: CCTBackbone(**TINY, dropout_rate=0.1, drop_path_rate=0.2, name="tiny_cct"),
+        images(),
+        feature_map_shapes=[(2, 3, 2, 16)],
+        fit=False,  # test_registry.py trains every registered size one DRLoc step
     )
-
-
-def test_config_round_trip():
-    model = CCTBackbone(**TINY, dropout_rate=0.1, drop_path_rate=0.2, name="tiny_cct")
     config = model.get_config()
     assert config["embed_dim"] == 16 and config["drop_path_rate"] == 0.2
-    clone = CCTBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == model.count_params()
+
+
+def test_the_positional_embedding_is_initialised_with_std_0_2():
+    model = CCTBackbone(**{**TINY, "image_size": (32, 32)})  # 8x8 tokens of 16: 1024 values
+    layer = model.get_layer("positional_embedding")
+    assert layer.stddev == 0.2
+    embedding = keras.ops.convert_to_numpy(layer.embedding)
+    # A normal truncated at 2 std has std 0.88 of the untruncated one.
+    assert 0.8 * 0.2 < embedding.std() < 0.95 * 0.2
+    assert np.abs(embedding).max() <= 2 * 0.2 + 1e-6
 
 
 def numpy_max_pool(x, pool_size=3, strides=2, padding=1):

@@ -1,17 +1,12 @@
-"""CvT backbone: shapes, serialization, the count-excluding pooling, errors, parameter count."""
+"""CvT backbone: the shared checks, the count-excluding pooling, errors, parameter count."""
 
 import keras
 import numpy as np
 import pytest
 
-from drloc_keras.backbones.cvt import (
-    CVT_CONFIGS,
-    AveragePoolingExcludingPadding,
-    CvTBackbone,
-    cvt,
-    cvt_13,
-    cvt_13_32,
-)
+from drloc_keras.backbones.cvt import CVT_CONFIGS, CvTBackbone, cvt, cvt_13, cvt_13_32
+from drloc_keras.backbones.layers import AveragePoolingExcludingPadding
+from tests.backbones.helpers import run_backbone_test
 
 # Non-square on purpose: 24x16 -> 12x8 -> 6x4 -> 6x4, DRLoc grid 3x2.
 TINY = {
@@ -30,42 +25,16 @@ def images(shape=(2, 24, 16, 3), seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def numpy_outputs(model, x):
-    out = model(x, training=False)
-    return {
-        "logits": keras.ops.convert_to_numpy(out["logits"]),
-        "feature_maps": [keras.ops.convert_to_numpy(f) for f in out["feature_maps"]],
-    }
-
-
-def test_forward_shapes():
-    out = numpy_outputs(CvTBackbone(**TINY), images())
-    assert out["logits"].shape == (2, 5)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 3, 2, 16)]
-    assert np.all(np.isfinite(out["logits"]))
-
-
-def test_keras_file_round_trip(tmp_path):
-    model = CvTBackbone(**TINY)
-    x = images()
-    path = str(tmp_path / "cvt.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, CvTBackbone)
-    before, after = numpy_outputs(model, x), numpy_outputs(restored, x)
-    np.testing.assert_allclose(after["logits"], before["logits"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        after["feature_maps"][0], before["feature_maps"][0], rtol=1e-5, atol=1e-5
+def test_shared_backbone_checks():
+    model = run_backbone_test(
+        lambda: CvTBackbone(**TINY, dropout_rate=0.1, attention_dropout_rate=0.2, name="tiny_cvt"),
+        images(),
+        feature_map_shapes=[(2, 3, 2, 16)],
+        fit=False,  # test_registry.py trains every registered size one DRLoc step
     )
-
-
-def test_config_round_trip():
-    model = CvTBackbone(**TINY, dropout_rate=0.1, attention_dropout_rate=0.2, name="tiny_cvt")
     config = model.get_config()
     assert config["embed_dims"] == list(TINY["embed_dims"]) and config["dropout_rate"] == 0.1
-    clone = CvTBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == model.count_params()
+    assert config["name"] == "tiny_cvt"
 
 
 def numpy_average_pool_excluding_padding(x, pool_size, strides, padding):

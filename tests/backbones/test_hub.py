@@ -1,4 +1,5 @@
-"""The keras-hub adapter: pyramid and token backbones, saving, config, errors, the optional import.
+"""The keras-hub adapter: pyramid and token backbones, the shared checks, dtype, errors, the
+optional import.
 
 The backbones are tiny and randomly initialised from their constructors (no presets: the
 weights cannot be downloaded here). Only the tests that build one need keras-hub.
@@ -13,16 +14,12 @@ import numpy as np
 import pytest
 from keras import ops
 
-from drloc_keras import DRLocModel
 from drloc_keras.backbones import hub
+from tests.backbones.helpers import check_dtype_policy, run_backbone_test, to_numpy
 
 
 def _images(batch=2, height=32, width=32, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, height, width, 3)).astype("float32")
-
-
-def _numpy(outputs):
-    return keras.tree.map_structure(ops.convert_to_numpy, outputs)
 
 
 def _dense(layer, x):
@@ -112,19 +109,32 @@ def test_building_or_loading_without_keras_hub_raises_the_helpful_import_error(m
 # --- a feature pyramid backbone (ResNetBackbone) -------------------------------------------------
 
 
-def test_pyramid_forward_shapes_default_to_the_deepest_level(pyramid_model):
-    out = _numpy(pyramid_model(_images(), training=False))
-    assert out["logits"].shape == (2, 3)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 2, 2, 16)]
-    assert np.isfinite(out["logits"]).all()
+def test_pyramid_feature_maps_default_to_the_deepest_level(pyramid_model):
+    assert [tuple(f.shape) for f in pyramid_model.output["feature_maps"]] == [(None, 2, 2, 16)]
+    config = pyramid_model.get_config()
+    assert config["num_classes"] == 3 and config["feature"] == "last" and config["image_size"] == 32
+    assert config["hub_backbone"]["class_name"] == "ResNetBackbone"
+    # The hub backbone's weights are counted once, though the model holds it and its pyramid.
+    assert pyramid_model.count_params() == pyramid_model.hub_backbone.count_params() + 16 * 3 + 3
+
+
+def test_shared_backbone_checks_of_a_pyramid_backbone(keras_hub):
+    model = run_backbone_test(
+        lambda: hub.KerasHubBackbone(
+            _resnet(keras_hub), num_classes=3, feature=["P3", "P4"], image_size=32
+        ),
+        _images(batch=4),
+        feature_map_shapes=[(4, 4, 4, 16), (4, 2, 2, 16)],
+    )
+    assert isinstance(model.hub_backbone, keras_hub.models.ResNetBackbone)
 
 
 def test_pyramid_maps_are_the_backbone_levels_and_logits_pool_the_deepest(keras_hub):
     resnet = _resnet(keras_hub)
     model = hub.KerasHubBackbone(resnet, num_classes=3, feature=["P3", "P2"], image_size=32)
     images = _images(seed=1)
-    out = _numpy(model(images, training=False))
-    levels = _numpy(keras.Model(resnet.inputs[0], resnet.pyramid_outputs)(images, training=False))
+    out = to_numpy(model(images, training=False))
+    levels = to_numpy(keras.Model(resnet.inputs[0], resnet.pyramid_outputs)(images, training=False))
     assert [f.shape for f in out["feature_maps"]] == [(2, 4, 4, 16), (2, 8, 8, 64)]
     np.testing.assert_allclose(out["feature_maps"][0], levels["P3"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(out["feature_maps"][1], levels["P2"], rtol=1e-5, atol=1e-5)
@@ -143,42 +153,12 @@ def test_pyramid_of_a_non_square_image(keras_hub):
     ]
 
 
-def test_pyramid_saving_round_trip(pyramid_model, tmp_path, keras_hub):
-    path = str(tmp_path / "pyramid.keras")
-    pyramid_model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, hub.KerasHubBackbone)
-    assert isinstance(loaded.hub_backbone, keras_hub.models.ResNetBackbone)
-    images = _images(seed=2)
-    expected = _numpy(pyramid_model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    np.testing.assert_array_equal(actual["feature_maps"][0], expected["feature_maps"][0])
-    assert len(loaded.weights) == len(pyramid_model.weights)
-
-
-def test_pyramid_get_config_from_config(pyramid_model):
-    config = pyramid_model.get_config()
-    assert config["num_classes"] == 3 and config["feature"] == "last" and config["image_size"] == 32
-    assert config["hub_backbone"]["class_name"] == "ResNetBackbone"
-    clone = hub.KerasHubBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == pyramid_model.count_params()
-    # The hub backbone's weights are counted once, though the model holds it and its pyramid.
-    assert clone.count_params() == clone.hub_backbone.count_params() + 16 * 3 + 3
-    images = _images(seed=3)  # fresh weights: the round trip above is the saved weights
-    assert not np.allclose(
-        _numpy(clone(images, training=False))["logits"],
-        _numpy(pyramid_model(images, training=False))["logits"],
-    )
-
-
 # --- a token backbone (ViTBackbone) --------------------------------------------------------------
 
 
 def test_vit_forward_shapes_and_grid(vit_model, keras_hub):
     images = _images()
-    out = _numpy(vit_model(images, training=False))
+    out = to_numpy(vit_model(images, training=False))
     assert out["logits"].shape == (2, 3)
     assert [f.shape for f in out["feature_maps"]] == [(2, 4, 4, 16)]
     tokens = ops.convert_to_numpy(vit_model.hub_backbone(images, training=False))
@@ -200,8 +180,8 @@ def test_vit_grid_keeps_each_patch_at_its_place(keras_hub):
     images = _images(batch=1, height=32, width=48)
     changed = images.copy()
     changed[:, 8:16, 32:40] += 1.0
-    before = _numpy(model(images))["feature_maps"][0][0]
-    after = _numpy(model(changed))["feature_maps"][0][0]
+    before = to_numpy(model(images))["feature_maps"][0][0]
+    after = to_numpy(model(changed))["feature_maps"][0][0]
     moved = np.abs(after - before).max(axis=-1) > 1e-6
     expected = np.zeros((4, 6), bool)
     expected[1, 4] = True
@@ -211,7 +191,7 @@ def test_vit_grid_keeps_each_patch_at_its_place(keras_hub):
 def test_vit_without_class_token_pools_the_tokens(keras_hub):
     model = hub.KerasHubBackbone(_vit(keras_hub, use_class_token=False), num_classes=3)
     images = _images()
-    out = _numpy(model(images, training=False))
+    out = to_numpy(model(images, training=False))
     tokens = ops.convert_to_numpy(model.hub_backbone(images, training=False))
     assert tokens.shape == (2, 16, 16)
     np.testing.assert_allclose(
@@ -221,52 +201,28 @@ def test_vit_without_class_token_pools_the_tokens(keras_hub):
     np.testing.assert_allclose(out["logits"], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_vit_saving_round_trip(vit_model, tmp_path, keras_hub):
-    path = str(tmp_path / "vit.keras")
-    vit_model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.hub_backbone, keras_hub.models.ViTBackbone)
-    images = _images(seed=4)
-    expected = _numpy(vit_model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    np.testing.assert_array_equal(actual["feature_maps"][0], expected["feature_maps"][0])
-
-
-def test_vit_get_config_from_config(vit_model):
-    config = vit_model.get_config()
+def test_shared_backbone_checks_of_a_token_backbone(keras_hub):
+    model = run_backbone_test(
+        lambda: hub.KerasHubBackbone(_vit(keras_hub), num_classes=3),
+        _images(batch=4),
+        feature_map_shapes=[(4, 4, 4, 16)],
+    )
+    assert isinstance(model.hub_backbone, keras_hub.models.ViTBackbone)
+    config = model.get_config()
     assert config["hub_backbone"]["class_name"] == "ViTBackbone" and config["image_size"] is None
-    clone = hub.KerasHubBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == vit_model.count_params()
 
 
-# --- DRLoc trains through the adapter ----------------------------------------------------------
+# --- dtype policies ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["pyramid", "vit"])
-def test_one_drloc_step_through_the_adapter_and_a_round_trip(kind, keras_hub, tmp_path):
-    keras.utils.set_random_seed(0)
-    if kind == "pyramid":
-        backbone = hub.KerasHubBackbone(
-            _resnet(keras_hub), num_classes=3, feature=["P3", "P4"], image_size=32
-        )
-    else:
-        backbone = hub.KerasHubBackbone(_vit(keras_hub), num_classes=3)
-    model = DRLocModel(backbone, lam=0.5, feature_maps="all", sample_size=4, hidden=8, seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
-    rng = np.random.default_rng(0)
-    x, y = _images(batch=4), rng.integers(0, 3, 4)
-    before = [ops.convert_to_numpy(v).copy() for v in backbone.trainable_variables]
-    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0]) and history.history["drloc_loss"][0] > 0
-    after = [ops.convert_to_numpy(v) for v in backbone.trainable_variables]
-    changed = [not np.array_equal(a, b) for a, b in zip(before, after)]
-    assert sum(changed) > 0.8 * len(changed), f"only {sum(changed)} of {len(changed)} updated"
-    path = tmp_path / f"{kind}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype float64")  # JAX without x64
+@pytest.mark.parametrize("policy", ["float64", "mixed_bfloat16"])
+def test_the_adapter_takes_the_dtype_policy_of_the_hub_backbone(keras_hub, policy):
+    pyramid = hub.KerasHubBackbone(
+        _resnet(keras_hub, dtype=policy), num_classes=3, feature=["P3", "P4"], image_size=32
+    )
+    check_dtype_policy(pyramid, policy)
+    check_dtype_policy(hub.KerasHubBackbone(_vit(keras_hub, dtype=policy), num_classes=3), policy)
 
 
 # --- bad arguments ---------------------------------------------------------------------------

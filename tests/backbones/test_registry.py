@@ -1,10 +1,20 @@
-"""Every registered backbone trains one step with DRLoc and round-trips through `.keras`."""
+"""The registry, and what every registered backbone does: the shared checks (a DRLoc step, the
+`.keras` and config round trips), its dtype policy in every layer, its arguments keyword-only
+and checked."""
 
 import keras
-import numpy as np
 import pytest
 
-from drloc_keras import DRLocModel, backbones
+from drloc_keras import backbones
+from drloc_keras.backbones.cct import CCTBackbone
+from drloc_keras.backbones.cvt import CvTBackbone
+from drloc_keras.backbones.hub import KerasHubBackbone
+from drloc_keras.backbones.layers import valid_arguments
+from drloc_keras.backbones.resnet import ResNet50Backbone
+from drloc_keras.backbones.swin import SwinBackbone
+from drloc_keras.backbones.t2t import T2TViTBackbone
+from drloc_keras.backbones.vit import ViTBackbone
+from tests.backbones.helpers import check_dtype_policy, images, run_backbone_test
 
 # Small widths and inputs for each size: the architecture is the same, only the numbers shrink.
 TINY = {
@@ -17,7 +27,8 @@ TINY = {
     "t2t_vit_14_32": dict(image_size=16, token_dim=8, embed_dim=16, depth=1, num_heads=2),
     "vit_base_16": dict(image_size=32, embed_dim=16, depth=1, num_heads=2),
     "vit_32": dict(image_size=16, embed_dim=16, depth=1, num_heads=2),
-    "resnet50": dict(image_size=64, width_multiplier=0.125),
+    # Above 64 pixels: "resnet50" is also the family name, which picks resnet50_32 up to 64.
+    "resnet50": dict(image_size=96, width_multiplier=0.125),
     "resnet50_32": dict(image_size=16, width_multiplier=0.125),
 }
 
@@ -50,28 +61,107 @@ def test_an_unknown_name_lists_the_choices():
 
 
 @pytest.mark.parametrize("size", sorted(TINY))
-def test_one_drloc_step_updates_the_weights_and_the_model_round_trips(size, tmp_path):
-    keras.utils.set_random_seed(0)
-    overrides = TINY[size]
-    side = overrides["image_size"]
-    backbone = backbones.get(size, num_classes=3, **overrides)
-    model = DRLocModel(backbone, lam=0.5, feature_maps="all", sample_size=8, hidden=16, seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, side, side, 3)).astype("float32")
-    y = rng.integers(0, 3, 4)
-    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
-    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0]) and history.history["drloc_loss"][0] > 0
-    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
-    changed = [not np.array_equal(a, b) for a, b in zip(before, after)]
-    assert sum(changed) > 0.8 * len(changed), f"only {sum(changed)} of {len(changed)} updated"
-    for head in model.heads:  # every head trained
-        assert not np.array_equal(
-            before[[id(v) for v in model.trainable_variables].index(id(head.trunk[0].kernel))],
-            keras.ops.convert_to_numpy(head.trunk[0].kernel),
-        )
-    path = tmp_path / f"{size}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+def test_every_registered_size_passes_the_shared_checks(size):
+    side = TINY[size]["image_size"]
+    model = run_backbone_test(
+        lambda: backbones.get(size, num_classes=3, **TINY[size]), images((4, side, side, 3))
+    )
+    assert model.name == size
+
+
+# --- dtype policies -------------------------------------------------------------------------
+
+
+# JAX without x64 stores float64 variables as float32 (and warns); the policies are the same.
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype float64")
+@pytest.mark.parametrize("policy", ["float64", "mixed_bfloat16"])
+@pytest.mark.parametrize("family", sorted(backbones.FAMILIES))
+def test_every_layer_of_every_family_takes_the_dtype_policy(family, policy):
+    size = backbones.FAMILIES[family][0]
+    model = backbones.get(family, num_classes=3, dtype=policy, **TINY[size])
+    assert model.name == size
+    check_dtype_policy(model, policy)
+
+
+def test_without_a_dtype_the_layers_take_the_global_policy():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = backbones.get("vit", num_classes=3, **TINY["vit_32"])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    check_dtype_policy(model, "mixed_bfloat16")
+    # The policy is in the config (of every backbone: `Backbone.get_config`), so the model
+    # rebuilds in it under any global policy.
+    check_dtype_policy(type(model).from_config(model.get_config()), "mixed_bfloat16")
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+BACKBONE_CLASSES = [
+    CvTBackbone, CCTBackbone, SwinBackbone, T2TViTBackbone, ViTBackbone, ResNet50Backbone,
+    KerasHubBackbone,
+]
+
+
+@pytest.mark.parametrize(
+    "name, overrides, size, backbone_class, unknown",
+    [
+        ("swin", {"embed_dims": 8}, "swin_tiny_32", SwinBackbone, ["embed_dims"]),
+        ("cvt", {"depth": 3}, "cvt_13_32", CvTBackbone, ["depth"]),
+        ("t2t", {"depths": 3, "heads": 2}, "t2t_vit_14_32", T2TViTBackbone, ["depths", "heads"]),
+        ("resnet50", {"width": 0.5}, "resnet50_32", ResNet50Backbone, ["width"]),
+    ],
+)
+def test_get_refuses_an_unknown_argument_and_lists_the_valid_ones(
+    name, overrides, size, backbone_class, unknown
+):
+    with pytest.raises(ValueError) as error:
+        backbones.get(name, image_size=32, **overrides)
+    message = str(error.value)
+    assert f"Unknown argument(s) {unknown}" in message
+    assert size in message and backbone_class.__name__ in message
+    valid = valid_arguments(backbone_class)
+    assert valid == sorted(valid) and "num_classes" in valid and "dtype" in valid
+    assert f"Valid arguments: {valid}" in message
+
+
+def test_the_refusal_of_swin_in_full():
+    with pytest.raises(ValueError) as error:
+        backbones.get("swin", image_size=32, embed_dims=8)
+    assert str(error.value) == (
+        "Unknown argument(s) ['embed_dims'] for swin_tiny_32 (SwinBackbone). "
+        "Did you mean 'embed_dim' for 'embed_dims'? Valid arguments: ['attention_dropout_rate', "
+        "'depths', 'drop_path_rate', 'dropout_rate', 'dtype', 'embed_dim', 'image_size', "
+        "'layer_norm_epsilon', 'mlp_ratio', 'name', 'num_classes', 'num_heads', 'patch_size', "
+        "'qkv_bias', 'trainable', 'window_size']"
+    )
+
+
+@pytest.mark.parametrize("size", sorted(backbones.SIZES))
+def test_every_size_refuses_an_unknown_argument(size):
+    with pytest.raises(ValueError, match=rf"\['colour'\] for {size} .*Valid arguments: \["):
+        backbones.get(size, colour="red")
+
+
+@pytest.mark.parametrize("backbone_class", BACKBONE_CLASSES, ids=lambda c: c.__name__)
+def test_every_backbone_class_refuses_an_unknown_argument(backbone_class):
+    valid = valid_arguments(backbone_class)
+    assert {"name", "dtype", "trainable", "num_classes"} <= set(valid)
+    first = "hub_backbone" if backbone_class is KerasHubBackbone else "image_size"
+    with pytest.raises(ValueError) as error:
+        backbone_class(None, colour="red", num_classes=3)
+    message = str(error.value)
+    assert f"Unknown argument(s) ['colour'] for {backbone_class.__name__}." in message
+    assert f"Valid arguments: {valid}" in message and first in valid
+
+
+@pytest.mark.parametrize("backbone_class", BACKBONE_CLASSES, ids=lambda c: c.__name__)
+def test_every_backbone_class_takes_keywords_after_its_first_argument(backbone_class):
+    with pytest.raises(TypeError, match="positional"):
+        backbone_class(32, 10)
+
+
+def test_get_takes_keywords_after_the_name():
+    with pytest.raises(TypeError, match="positional"):
+        backbones.get("vit", 32)

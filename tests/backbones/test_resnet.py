@@ -1,16 +1,16 @@
-"""ResNet-50 backbone: shapes for both stems, saving, config, the size checks, the 224 count.
+"""ResNet-50 backbone: the shared checks, both stems, the size checks, the 224 count.
 
-ResNet-50 has no width to shrink, so the tests use tiny inputs instead: 16x16 with the cifar
-stem and 64x64 with the imagenet stem both leave a 2x2 last stage.
+The tests use tiny inputs instead of a smaller network: 16x16 with the cifar stem and 64x64 with
+the imagenet stem both leave a 2x2 last stage (test_resnet_width.py shrinks the width).
 """
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
 
-from drloc_keras import DRLocModel, backbones
+from drloc_keras import backbones
 from drloc_keras.backbones import resnet
+from tests.backbones.helpers import run_backbone_test, to_numpy
 
 TINY = dict(image_size=16, num_classes=3, stem="cifar")
 
@@ -19,24 +19,27 @@ def _images(batch=2, height=16, width=16, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, height, width, 3)).astype("float32")
 
 
-def _numpy(outputs):
-    return keras.tree.map_structure(ops.convert_to_numpy, outputs)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     return resnet.ResNet50Backbone(**TINY)
 
 
-def test_forward_shapes(tiny_model):
-    out = _numpy(tiny_model(_images(), training=False))
-    assert out["logits"].shape == (2, 3)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 2, 2, 2048)]
-    assert np.isfinite(out["logits"]).all() and np.isfinite(out["feature_maps"][0]).all()
+def test_shared_backbone_checks_of_the_application_itself():
+    # The imagenet stem at full width is keras.applications.ResNet50 itself, nested: a 64x96
+    # image leaves a 2x3 last stage. Its BatchNorm statistics train too.
+    model = resnet.resnet50(image_size=(64, 96), num_classes=4)
+    trunk = model.get_layer("trunk")
+    assert trunk.get_layer("conv1_conv").kernel_size == (7, 7)
+    assert trunk.get_layer("pool1_pool").strides == (2, 2)
+    moving_means = [v for v in model.non_trainable_variables if "moving_mean" in v.path]
+    before = [ops.convert_to_numpy(v).copy() for v in moving_means]
+    run_backbone_test(model, _images(height=64, width=96), feature_map_shapes=[(2, 2, 3, 2048)])
+    changed = [not np.array_equal(b, ops.convert_to_numpy(v)) for b, v in zip(before, moving_means)]
+    assert sum(changed) > 0.9 * len(changed), f"only {sum(changed)} of {len(changed)} updated"
 
 
 def test_logits_are_the_classifier_of_the_pooled_feature_map(tiny_model):
-    out = _numpy(tiny_model(_images(), training=False))
+    out = to_numpy(tiny_model(_images(), training=False))
     classifier = tiny_model.get_layer("classifier")
     pooled = out["feature_maps"][0].mean(axis=(1, 2))
     kernel, bias = ops.convert_to_numpy(classifier.kernel), ops.convert_to_numpy(classifier.bias)
@@ -53,62 +56,6 @@ def test_the_cifar_stem_is_one_3x3_stride_1_convolution_without_pooling(tiny_mod
     # The rest is the application's network: 16 bottleneck blocks (3 + 4 + 6 + 3).
     assert sum(name.endswith("_out") for name in names) == 16
     assert trunk.get_layer("conv3_block1_1_conv").strides == (2, 2)
-
-
-def test_saving_round_trip(tiny_model, tmp_path):
-    path = str(tmp_path / "resnet.keras")
-    tiny_model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, resnet.ResNet50Backbone)
-    images = _images(seed=1)
-    expected = _numpy(tiny_model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    np.testing.assert_array_equal(actual["feature_maps"][0], expected["feature_maps"][0])
-    for a, e in zip(loaded.weights, tiny_model.weights, strict=True):
-        assert a.path == e.path
-        np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(e))
-
-
-def test_get_config_from_config(tiny_model):
-    config = tiny_model.get_config()
-    for key, value in TINY.items():
-        assert config[key] == value
-    clone = resnet.ResNet50Backbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == tiny_model.count_params()
-    assert [w.shape for w in clone.weights] == [w.shape for w in tiny_model.weights]
-    # A fresh build has fresh weights: the round trip above is the saved weights, not chance.
-    images = _images(seed=2)
-    assert not np.allclose(
-        _numpy(clone(images, training=False))["logits"],
-        _numpy(tiny_model(images, training=False))["logits"],
-    )
-
-
-def test_one_drloc_step_trains_the_nested_application():
-    keras.utils.set_random_seed(0)
-    backbone = resnet.resnet50_32(image_size=16, num_classes=3)
-    model = DRLocModel(backbone, lam=0.5, sample_size=4, hidden=8, seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
-    variables = backbone.trainable_variables + [
-        v for v in backbone.non_trainable_variables if "moving_mean" in v.path
-    ]
-    before = [ops.convert_to_numpy(v).copy() for v in variables]
-    history = model.fit(_images(), np.array([0, 1]), batch_size=2, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0]) and history.history["drloc_loss"][0] > 0
-    changed = [not np.array_equal(b, ops.convert_to_numpy(v)) for b, v in zip(before, variables)]
-    assert sum(changed) > 0.9 * len(changed), f"only {sum(changed)} of {len(changed)} updated"
-
-
-def test_imagenet_stem_forward_at_64():
-    model = resnet.resnet50(image_size=64, num_classes=4)
-    trunk = model.get_layer("trunk")
-    assert trunk.get_layer("conv1_conv").kernel_size == (7, 7)
-    assert trunk.get_layer("pool1_pool").strides == (2, 2)
-    out = _numpy(model(_images(height=64, width=64), training=False))
-    assert out["logits"].shape == (2, 4)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 2, 2, 2048)]
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
-"""Swin backbone: shapes, saving, config, and the shifted-window machinery against brute force."""
+"""Swin backbone: the shared checks, and the shifted-window machinery against brute force."""
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from drloc_keras.backbones import swin
+from tests.backbones.helpers import run_backbone_test, to_numpy
 
 # 32x32 input, patch 4: stages of 8x8 (windows 4, shifted by 2), 4x4 (one window, no shift)
 # and 2x2 (the window shrinks to 2).
@@ -25,10 +25,6 @@ def _images(batch=2, height=32, width=32, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, height, width, 3)).astype("float32")
 
 
-def _numpy(outputs):
-    return keras.tree.map_structure(ops.convert_to_numpy, outputs)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     return swin.SwinBackbone(**TINY)
@@ -37,11 +33,16 @@ def tiny_model():
 # --- the backbone -------------------------------------------------------------------------------
 
 
-def test_forward_shapes(tiny_model):
-    out = _numpy(tiny_model(_images(), training=False))
-    assert out["logits"].shape == (2, 5)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 8, 8, 8), (2, 4, 4, 16), (2, 2, 2, 32)]
-    assert all(np.isfinite(f).all() for f in out["feature_maps"])
+def test_shared_backbone_checks():
+    model = run_backbone_test(
+        lambda: swin.SwinBackbone(**TINY),
+        _images(),
+        feature_map_shapes=[(2, 8, 8, 8), (2, 4, 4, 16), (2, 2, 2, 32)],
+        fit=False,  # test_registry.py trains every registered size one DRLoc step
+    )
+    config = model.get_config()
+    for key, value in TINY.items():
+        assert config[key] == (list(value) if isinstance(value, tuple) else value)
 
 
 def test_stage_shapes_of_a_non_square_image():
@@ -57,9 +58,9 @@ def test_stage_shapes_of_a_non_square_image():
 
 def test_training_forward_applies_drop_path(tiny_model):
     images = _images()
-    trained = _numpy(tiny_model(images, training=True))
+    trained = to_numpy(tiny_model(images, training=True))
     assert trained["logits"].shape == (2, 5) and np.isfinite(trained["logits"]).all()
-    inference = _numpy(tiny_model(images, training=False))
+    inference = to_numpy(tiny_model(images, training=False))
     assert not np.allclose(trained["logits"], inference["logits"])
 
 
@@ -72,31 +73,6 @@ def test_dropout_rates_reach_every_block():
         assert block.attention.attention_dropout.rate == 0.3
         assert block.attention.proj_dropout.rate == 0.2
         assert block.mlp_dropout.rate == 0.2
-
-
-def test_saving_round_trip(tiny_model, tmp_path):
-    path = str(tmp_path / "swin.keras")
-    tiny_model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, swin.SwinBackbone)
-    images = _images(seed=1)
-    expected = _numpy(tiny_model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    for a, e in zip(actual["feature_maps"], expected["feature_maps"], strict=True):
-        np.testing.assert_array_equal(a, e)
-
-
-def test_get_config_from_config(tiny_model):
-    config = tiny_model.get_config()
-    for key, value in TINY.items():
-        assert config[key] == (list(value) if isinstance(value, tuple) else value)
-    clone = swin.SwinBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == tiny_model.count_params()
-    assert [f.shape for f in clone.output["feature_maps"]] == [
-        f.shape for f in tiny_model.output["feature_maps"]
-    ]
 
 
 def test_blocks_follow_the_official_window_and_shift_rule(tiny_model):

@@ -1,5 +1,5 @@
-"""T2T-ViT backbone: the soft split against nn.Unfold, the T2T blocks against NumPy, shapes,
-saving, config, the DRLoc grid, errors, parameter counts."""
+"""T2T-ViT backbone: the soft split against nn.Unfold, the T2T blocks against NumPy, the shared
+checks, the DRLoc grid, errors, parameter counts."""
 
 import math
 
@@ -9,7 +9,8 @@ import pytest
 from keras import ops
 
 from drloc_keras.backbones import t2t
-from drloc_keras.backbones.cvt import AveragePoolingExcludingPadding
+from drloc_keras.backbones.layers import AveragePoolingExcludingPadding
+from tests.backbones.helpers import run_backbone_test
 
 # Non-square on purpose: 24x16 -> 12x8 -> 6x4 -> 6x4 token grid, DRLoc grid (pooled) 3x2.
 TINY = dict(
@@ -36,8 +37,8 @@ def _numpy(outputs):
 
 
 @pytest.fixture(scope="module")
-def tiny_models():
-    return {kind: t2t.T2TViTBackbone(**TINY, t2t_attention=kind) for kind in t2t.T2T_ATTENTIONS}
+def tiny_model():
+    return t2t.T2TViTBackbone(**TINY)
 
 
 # --- the soft split ------------------------------------------------------------------------------
@@ -193,15 +194,23 @@ def test_performer_random_features_are_fixed_orthogonal_rows_of_norm_sqrt_m():
 
 
 @pytest.mark.parametrize("kind", t2t.T2T_ATTENTIONS)
-def test_forward_shapes(tiny_models, kind):
-    out = _numpy(tiny_models[kind](_images(), training=False))
-    assert out["logits"].shape == (2, 5)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 3, 2, 16)]
-    assert np.isfinite(out["logits"]).all() and np.isfinite(out["feature_maps"][0]).all()
+def test_shared_backbone_checks(kind):
+    model = run_backbone_test(
+        lambda: t2t.T2TViTBackbone(**TINY, t2t_attention=kind),
+        _images(),
+        feature_map_shapes=[(2, 3, 2, 16)],
+        # test_registry.py trains every registered size (the T2T transformer) one DRLoc step.
+        fit=kind == "performer",
+    )
+    config = model.get_config()
+    as_list = lambda v: list(v) if isinstance(v, tuple) else v
+    for key, value in TINY.items():
+        assert as_list(config[key]) == as_list(value)
+    assert config["t2t_attention"] == kind
 
 
-def test_t2t_module_grids(tiny_models):
-    model = tiny_models["transformer"]
+def test_t2t_module_grids(tiny_model):
+    model = tiny_model
     shapes = {
         name: tuple(model.get_layer(name).output.shape)
         for name in ("soft_split1", "t2t_restructure1", "soft_split2", "t2t_restructure2",
@@ -217,8 +226,8 @@ def test_t2t_module_grids(tiny_models):
     }
 
 
-def test_grid_is_the_normed_patch_tokens_pooled(tiny_models):
-    model = tiny_models["transformer"]
+def test_grid_is_the_normed_patch_tokens_pooled(tiny_model):
+    model = tiny_model
     images = _images(seed=2)
     tokens = keras.Model(model.input, model.get_layer("final_norm").output)
     tokens = ops.convert_to_numpy(tokens(images, training=False))  # [B, 1 + 24, 16]
@@ -238,32 +247,6 @@ def test_unpooled_grid_and_learned_position_embedding():
     assert [tuple(f.shape) for f in model.output["feature_maps"]] == [(None, 6, 4, 16)]
     sinusoidal = t2t.T2TViTBackbone(**TINY, grid_pooling=False)
     assert model.count_params() - sinusoidal.count_params() == (1 + 6 * 4) * 16
-
-
-@pytest.mark.parametrize("kind", t2t.T2T_ATTENTIONS)
-def test_saving_round_trip(tiny_models, kind, tmp_path):
-    model = tiny_models[kind]
-    path = str(tmp_path / f"t2t_{kind}.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, t2t.T2TViTBackbone)
-    images = _images(seed=1)
-    expected = _numpy(model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    np.testing.assert_array_equal(actual["feature_maps"][0], expected["feature_maps"][0])
-
-
-def test_get_config_from_config(tiny_models):
-    model = tiny_models["performer"]
-    config = model.get_config()
-    as_list = lambda v: list(v) if isinstance(v, tuple) else v
-    for key, value in TINY.items():
-        assert as_list(config[key]) == as_list(value)
-    assert config["t2t_attention"] == "performer"
-    clone = t2t.T2TViTBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == model.count_params()
 
 
 @pytest.mark.parametrize(

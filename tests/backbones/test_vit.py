@@ -1,4 +1,4 @@
-"""ViT backbone: shapes, saving, config, where the grid is taken, errors, parameter counts."""
+"""ViT backbone: the shared checks, where the grid is taken, errors, parameter counts."""
 
 import keras
 import numpy as np
@@ -7,6 +7,7 @@ from keras import ops
 
 from drloc_keras.backbones import vit
 from drloc_keras.backbones.layers import ClassToken, SplitClassToken, TransformerEncoderBlock
+from tests.backbones.helpers import run_backbone_test, to_numpy
 
 # Non-square on purpose: 16x8 input, patch 4 -> a 4x2 grid.
 TINY = dict(
@@ -25,32 +26,33 @@ def _images(batch=2, height=16, width=8, seed=0):
     return np.random.default_rng(seed).normal(size=(batch, height, width, 3)).astype("float32")
 
 
-def _numpy(outputs):
-    return keras.tree.map_structure(ops.convert_to_numpy, outputs)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     return vit.ViTBackbone(**TINY)
 
 
-def test_forward_shapes(tiny_model):
-    out = _numpy(tiny_model(_images(), training=False))
-    assert out["logits"].shape == (2, 5)
-    assert [f.shape for f in out["feature_maps"]] == [(2, 4, 2, 16)]
-    assert np.isfinite(out["logits"]).all() and np.isfinite(out["feature_maps"][0]).all()
+def test_shared_backbone_checks():
+    model = run_backbone_test(
+        lambda: vit.ViTBackbone(**TINY),
+        _images(batch=4),
+        feature_map_shapes=[(4, 4, 2, 16)],
+        fit=False,  # test_registry.py trains every registered size one DRLoc step
+    )
+    config = model.get_config()
+    for key, value in TINY.items():
+        assert config[key] == value
 
 
 def test_grid_is_the_last_blocks_patch_tokens_before_the_final_norm(tiny_model):
     images = _images(seed=3)
     tokens = keras.Model(tiny_model.input, tiny_model.get_layer("block2").output)
     tokens = ops.convert_to_numpy(tokens(images, training=False))  # [B, 1 + 8, 16]
-    grid = _numpy(tiny_model(images, training=False))["feature_maps"][0]
+    grid = to_numpy(tiny_model(images, training=False))["feature_maps"][0]
     np.testing.assert_allclose(grid, tokens[:, 1:].reshape(2, 4, 2, 16), rtol=1e-6, atol=1e-6)
     # The logits read the class token alone, after the final LayerNorm.
     norm, classifier = tiny_model.get_layer("final_norm"), tiny_model.get_layer("classifier")
     logits = ops.convert_to_numpy(classifier(norm(tokens[:, 0])))
-    expected = _numpy(tiny_model(images, training=False))["logits"]
+    expected = to_numpy(tiny_model(images, training=False))["logits"]
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -60,27 +62,6 @@ def test_split_class_token_inverts_class_token():
     class_token, grid = SplitClassToken((3, 2))(with_class)
     np.testing.assert_array_equal(ops.convert_to_numpy(grid), tokens.reshape(2, 3, 2, 4))
     assert ops.convert_to_numpy(class_token).shape == (2, 4)
-
-
-def test_saving_round_trip(tiny_model, tmp_path):
-    path = str(tmp_path / "vit.keras")
-    tiny_model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, vit.ViTBackbone)
-    images = _images(seed=1)
-    expected = _numpy(tiny_model(images, training=False))
-    actual = _numpy(loaded(images, training=False))
-    np.testing.assert_array_equal(actual["logits"], expected["logits"])
-    np.testing.assert_array_equal(actual["feature_maps"][0], expected["feature_maps"][0])
-
-
-def test_get_config_from_config(tiny_model):
-    config = tiny_model.get_config()
-    for key, value in TINY.items():
-        assert config[key] == value
-    clone = vit.ViTBackbone.from_config(config)
-    assert clone.get_config() == config
-    assert clone.count_params() == tiny_model.count_params()
 
 
 def test_rates_reach_every_block():
