@@ -354,6 +354,41 @@ def test_an_image_folder_rejects_what_it_cannot_use(tmp_path):
         load_dataset("folder", data_dir=tmp_path, image_size=8)
 
 
+def _noise_folder(root, classes=3, per_class=12, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                size = (int(rng.integers(8, 40)), int(rng.integers(8, 40)))
+                Image.fromarray(rng.integers(0, 256, size[::-1] + (3,)).astype("uint8")).save(folder / f"{i}.png")
+
+
+def test_parallel_decoding_gives_the_images_of_one_thread_and_reports_progress(tmp_path, monkeypatch):
+    _noise_folder(tmp_path)
+    one = data.load_image_folder(tmp_path, image_size=16, workers=1, progress=lambda line: None)
+    monkeypatch.setattr(data, "PROGRESS_SECONDS", 0.0)
+    lines = []
+    many = data.load_image_folder(tmp_path, image_size=16, workers=4, progress=lines.append)
+    for a, b in ((one.train, many.train), (one.test, many.test)):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    assert any(line.startswith("indexing ") and "36 images in 3 of 3 classes" in line for line in lines)
+    assert any(line.startswith("decoding ") and "36/36 images" in line and "4 threads" in line for line in lines)
+    with pytest.raises(ValueError, match="workers"):
+        data.load_image_folder(tmp_path, image_size=16, workers=0)
+
+
+def test_an_unreadable_file_is_named_when_decoding_in_parallel(tmp_path):
+    _noise_folder(tmp_path, per_class=6)
+    (tmp_path / "train" / "class1" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    with pytest.raises(DatasetFormatError, match="bad.png"):
+        data.load_image_folder(tmp_path, image_size=8, workers=3, progress=lambda line: None)
+
+
 # === to_rgb_and_resize ===
 
 
