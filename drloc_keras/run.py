@@ -125,6 +125,15 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def _tensorboard_available():
+    """Keras' TensorBoard callback writes through TensorFlow's summary ops."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -323,7 +332,7 @@ class Run:
             run_folder.LearningRateLogger(),
             self.checkpoint,
             keras.callbacks.CSVLogger(self.out.file(HISTORY), append=initial_epoch > 0),
-            keras.callbacks.TensorBoard(self.out.file(TENSORBOARD)),
+            *([keras.callbacks.TensorBoard(self.out.file(TENSORBOARD))] if _tensorboard_available() else []),
             self.timer,
             *callbacks,
         ]

@@ -115,3 +115,54 @@ def test_an_epoch_is_a_function_of_the_seed_and_its_number():
     (two_alone,) = epochs([2])
     np.testing.assert_array_equal(two_alone, two)
     assert not np.array_equal(one, two)
+
+
+# === ArrayBatches: the pipeline of the JAX and PyTorch backends (no TensorFlow) ===
+
+
+def test_array_batches_evaluate_every_image_once_and_pad_with_zero_weights():
+    x, y = _data(n=18)
+    plain = pipeline.ArrayBatches(x, y, 4, 8)
+    assert len(plain) == 3 and [len(plain[i][0]) for i in range(3)] == [8, 8, 2]
+    np.testing.assert_array_equal(np.concatenate([plain[i][0] for i in range(3)]), x.astype("float32"))
+    np.testing.assert_array_equal(np.concatenate([plain[i][1] for i in range(3)]), np.eye(4)[y])
+    with pytest.raises(IndexError):
+        plain[3]
+    padded = pipeline.ArrayBatches(x, y, 4, 8, pad_last_batch=True)
+    weights = np.concatenate([padded[i][2] for i in range(len(padded))])
+    np.testing.assert_allclose(weights, [24 / 18] * 18 + [0] * 6)
+    assert all(len(padded[i][0]) == 8 for i in range(len(padded)))
+
+
+def test_array_batches_train_in_the_order_of_the_seed_and_epoch_and_shard_per_process():
+    x, y = _data(n=32)
+    batches = pipeline.ArrayBatches(x, y, 4, 8, training=True, seed=5)
+    batches.set_epoch(3)
+    order = pipeline.epoch_order(32, 5, 3)
+    got = np.concatenate([batches[i][0] for i in range(len(batches))])
+    np.testing.assert_array_equal(got, x[order].astype("float32"))
+    halves = [pipeline.ArrayBatches(x, y, 4, 8, training=True, seed=5, shard=(p, 2)) for p in range(2)]
+    for half in halves:
+        half.set_epoch(3)
+    np.testing.assert_array_equal(np.concatenate([halves[0][1][0], halves[1][1][0]]), batches[1][0])
+    with pytest.raises(ValueError, match="pad_last_batch"):
+        pipeline.ArrayBatches(x, y, 4, 8, training=True, pad_last_batch=True)
+
+
+def test_array_batches_augment_and_mix_the_same_way_for_an_epoch_whatever_came_before():
+    x, y = _data(n=32)
+
+    def epoch(numbers):
+        augment = recipe.augmenter(12, randaugment=False, random_erasing=0.5, seed=1)
+        mixers = recipe.mixers(0.8, 1.0, seed=1)
+        batches = pipeline.ArrayBatches(x, y, 4, 8, training=True, augment=augment, mixers=mixers, seed=1)
+        seeds = pipeline.EpochSeeds(batches.set_epoch, [augment, *mixers], 1)
+        for e in numbers:
+            seeds.on_epoch_begin(e)
+            out = [batches[i] for i in range(len(batches))]
+        return np.concatenate([b[0] for b in out]), np.concatenate([b[1] for b in out])
+
+    (a_images, a_labels), (b_images, b_labels) = epoch([0, 1]), epoch([1])
+    np.testing.assert_array_equal(a_images, b_images)
+    np.testing.assert_array_equal(a_labels, b_labels)
+    assert np.any((a_labels > 0.01) & (a_labels < 0.99)), "no batch was mixed"
