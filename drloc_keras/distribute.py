@@ -48,7 +48,9 @@ class Distribution:
     def prepare_dataset(self, ds, batches):
         """This process's part of a dataset of `batches` global batches (a `tf.data`
         dataset, or a `drloc_keras.pipeline.ArrayBatches`)."""
-        if hasattr(ds, "shard") and hasattr(ds, "set_epoch"):  # ArrayBatches: no TensorFlow
+        from drloc_keras.pipeline import ArrayBatches
+
+        if isinstance(ds, ArrayBatches):  # no TensorFlow
             if self.kind == JAX_DATA_PARALLEL and self.processes > 1:
                 ds.shard = (self.process_index, self.processes)
             return ds

@@ -303,11 +303,6 @@ def parse(argv=None, prog=None, description=None, epilog=None):
     return finish(args), given_flags(argv)
 
 
-def settings(args):
-    """The settings of `args` that make a run what it is (a dict, saved as config.json)."""
-    return {k: v for k, v in vars(args).items()}
-
-
 def namespace(config):
     """An `argparse.Namespace` of a saved config.json, with `LEGACY_DEFAULTS` and today's
     defaults for the settings it does not hold."""

@@ -49,25 +49,29 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
             return ops.where(step < warmup_steps, warm, decayed)
 
 
+def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs):
+    """Linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0 at `epochs`."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(steps_per_epoch * warmup_epochs, total - 1)
+    if warmup > 0:
+        return WarmupCosineDecay(
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total - warmup),
+            warmup_target=lr,
+            warmup_steps=warmup,
+        )
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+
+
 def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False):
-    """AdamW with linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0.
+    """AdamW on `make_schedule`'s learning rate.
 
     Weight decay skips biases, normalisation parameters, position embeddings, class tokens
     and relative position bias tables, as in the authors' recipe
     (`drloc_keras.optimizers.AdamW`); `decay_all=True` decays every variable, as
     `keras.optimizers.AdamW` does.
     """
-    total = max(1, steps_per_epoch * epochs)
-    warmup = min(steps_per_epoch * warmup_epochs, total - 1)
-    if warmup > 0:
-        schedule = WarmupCosineDecay(
-            initial_learning_rate=0.0,
-            decay_steps=max(1, total - warmup),
-            warmup_target=lr,
-            warmup_steps=warmup,
-        )
-    else:
-        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    schedule = make_schedule(lr, steps_per_epoch, epochs, warmup_epochs)
     if decay_all:
         return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     return AdamW(learning_rate=schedule, weight_decay=weight_decay)
@@ -197,6 +201,6 @@ def compile_model(model, args, steps_per_epoch, num_classes):
 
 
 def learning_rate_schedule(args, steps_per_epoch):
-    """The learning-rate schedule of `make_optimizer` for the settings `args`."""
-    return make_optimizer(scaled_learning_rate(args.lr, args.batch_size), args.weight_decay, steps_per_epoch,
-                          args.epochs, args.warmup_epochs)._learning_rate
+    """The learning-rate schedule of the settings `args`."""
+    return make_schedule(scaled_learning_rate(args.lr, args.batch_size), steps_per_epoch, args.epochs,
+                         args.warmup_epochs)

@@ -18,6 +18,7 @@ finished epoch with the same data order, augmentation and random streams as the 
 was not stopped. Errors a user can fix raise `options.UsageError` (the message says how).
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -127,11 +128,7 @@ class _EpochTimer(keras.callbacks.Callback):
 
 def _tensorboard_available():
     """Keras' TensorBoard callback writes through TensorFlow's summary ops."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def _interrupt(signum, frame):

@@ -130,8 +130,7 @@ def restore_generator_states(model, states):
 
 
 class RunFolder:
-    """The files of one run. `path` is the folder; `writable=False` for a process that only
-    reads it (a non-chief process of a multi-process run writes into a scratch folder)."""
+    """The files of one run in the folder `path`."""
 
     def __init__(self, path):
         self.path = path

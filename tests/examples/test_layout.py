@@ -39,20 +39,21 @@ def test_the_library_has_no_import_cycles():
     graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
     # A package imports its submodules by design; a submodule importing its own package's
     # __init__ is what would close a cycle.
-    state = {}
+    state, cycles = {}, []
 
     def visit(node, stack):
         state[node] = "open"
         for nxt in graph[node]:
             if state.get(nxt) == "open":
-                raise AssertionError(f"import cycle: {' -> '.join(stack[stack.index(nxt):] + [nxt])}")
-            if nxt not in state:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
 
     for name in graph:
         if name not in state:
             visit(name, [name])
+    assert len(graph) > 20 and cycles == []
 
 
 def test_no_library_script_or_benchmark_imports_the_examples():
