@@ -25,8 +25,8 @@ _EXPORTS = {
     "load_model": "drloc_keras.run_folder",
     "register_keras_objects": "drloc_keras.run_folder",
 }
-_SUBMODULES = ("backbones", "catalog", "data", "distribute", "head", "losses", "model", "optimizers",
-               "options", "pipeline", "recipe", "replicas", "run", "run_folder", "schedules")
+_SUBMODULES = ("backbones", "catalog", "data", "distribute", "head", "losses", "model", "offsets", "optimizers",
+               "options", "pipeline", "recipe", "replicas", "results", "run", "run_folder", "schedules", "study")
 
 __all__ = ["backbones", "DRLocHead", "DRLocModel", "load_model", "losses", "register_keras_objects",
            "schedules", "split_backbone_output"]

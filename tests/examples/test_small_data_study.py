@@ -1,5 +1,5 @@
-"""The small-data study runner (examples/small_data_study.py) and the offset figure
-(examples/visualize_drloc.py).
+"""The small-data study runner (drloc_keras.study, examples/small_data_study.py) and the offset
+figure (drloc_keras.offsets, examples/visualize_drloc.py).
 
 Most tests replace the study's `train_cell` (drloc_keras.run.train on a cell's flags) by a fake that writes what a finished run writes, so the
 grid, the skipping, resuming and failing of cells and the aggregation run without training.
@@ -16,13 +16,12 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
-import small_data_study as study  # noqa: E402
-import visualize_drloc  # noqa: E402
+from drloc_keras import backbones, options
+from drloc_keras import offsets as visualize_drloc
+from drloc_keras import study
+from drloc_keras.head import DRLocHead
 
-from drloc_keras import backbones, options  # noqa: E402
-from drloc_keras.head import DRLocHead  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TINY_ARGS = {
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": 2},
