@@ -19,16 +19,17 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
+    "Augmentation": "drloc_keras.augmentation",
     "DRLocHead": "drloc_keras.head",
     "DRLocModel": "drloc_keras.model",
     "split_backbone_output": "drloc_keras.model",
     "load_model": "drloc_keras.run_folder",
     "register_keras_objects": "drloc_keras.run_folder",
 }
-_SUBMODULES = ("backbones", "catalog", "data", "distribute", "head", "losses", "model", "offsets", "optimizers",
+_SUBMODULES = ("augmentation", "backbones", "catalog", "data", "distribute", "head", "losses", "model", "offsets", "optimizers",
                "options", "pipeline", "recipe", "replicas", "results", "run", "run_folder", "schedules", "study")
 
-__all__ = ["backbones", "DRLocHead", "DRLocModel", "load_model", "losses", "register_keras_objects",
+__all__ = ["Augmentation", "backbones", "DRLocHead", "DRLocModel", "load_model", "losses", "register_keras_objects",
            "schedules", "split_backbone_output"]
 
 

@@ -125,6 +125,16 @@ class DRLocModel(keras.Model):
             heads' positions are independent on every backend (generators seeded
             `seed`, `seed + 1`, ... would draw shifted copies of one stream on PyTorch,
             whose draw `j` is seeded with `seed + j`).
+        augmentation: None (default) or a Keras layer applied to the inputs in
+            training only, inside the compiled training step, such as
+            `drloc_keras.augmentation.Augmentation` (flip, RandAugment, erasing, MixUp /
+            CutMix). It receives what `fit` gives the model as `x`: images, or a dict
+            `{"images": ..., "labels": one-hot}`, and returns the same structure; labels
+            it returns (mixed ones) are the targets of the loss and the training metrics.
+
+    Inputs: images `[B, H, W, C]` (integer images, such as uint8, are cast to float32;
+    the backbone normalises), or in training a dict `{"images", "labels"}` (see
+    `augmentation`).
 
     Metrics added to `fit`'s logs: `ce_loss` (the compiled loss), `drloc_loss` (the
     sum over heads, before lambda) and `lambda` (its value at the last step).
@@ -153,8 +163,14 @@ class DRLocModel(keras.Model):
         feature_maps="last",
         head_initializer="glorot",
         seed=None,
+        augmentation=None,
         **kwargs,
     ):
+        if augmentation is not None and not isinstance(augmentation, keras.layers.Layer):
+            raise ValueError(
+                f"`augmentation` must be None or a Keras layer (such as "
+                f"drloc_keras.augmentation.Augmentation). Found augmentation={augmentation!r}"
+            )
         check_schedule(lam_schedule, lam, warmup_epochs, total_epochs)
         check_mode(mode)
         check_hidden(hidden)
@@ -189,6 +205,7 @@ class DRLocModel(keras.Model):
         self.head_initializer = head_initializer
         self.feature_maps = list(feature_maps) if isinstance(feature_maps, tuple) else feature_maps
         self.seed = seed
+        self.augmentation = augmentation
         self.drloc_enabled = not (self.lam == 0.0 and lam_schedule == "constant")
 
         # One generator for the pairs of every head (see `seed` above).
@@ -282,6 +299,8 @@ class DRLocModel(keras.Model):
         self._map_shapes = [tuple(maps[i].shape) for i in indices]
 
     def build(self, input_shape):
+        if isinstance(input_shape, dict):  # {"images": ..., "labels": ...} (see `call`)
+            input_shape = input_shape["images"]
         if not getattr(self.backbone, "built", False):
             self.backbone.build(input_shape)
         if self.heads is None:
@@ -296,18 +315,30 @@ class DRLocModel(keras.Model):
     # --- Forward pass and loss --------------------------------------------------------
 
     def call(self, inputs, training=None):
-        logits, maps = split_backbone_output(self.backbone(inputs, training=training))
+        labels = None
+        if training and self.augmentation is not None:
+            inputs = self.augmentation(inputs, training=True)
+        if isinstance(inputs, dict):
+            images, labels = inputs["images"], inputs.get("labels")
+        else:
+            images = inputs
+        if not training:
+            labels = None
+        if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(images.dtype)):
+            images = ops.cast(images, "float32")  # uint8 images, as the input pipelines give them
+        logits, maps = split_backbone_output(self.backbone(images, training=training))
         # Float32 logits under a mixed-precision policy, as Keras advises for model outputs:
         # losses and metrics (top-k among them) then see one dtype.
         logits = ops.cast(logits, "float32")
+        extra = {} if labels is None else {"labels": labels}
         if not training or not self.drloc_enabled:
-            return logits
+            return {"logits": logits, **extra} if extra else logits
         total = None
         for head, index, positions in zip(self.heads, self.map_indices, self.sample_positions(maps)):
             pred, target = head(maps[index], positions=positions)
             loss = drloc_loss(pred, target, self.mode)
             total = loss if total is None else total + loss
-        return {"logits": logits, "drloc_loss": total}
+        return {"logits": logits, "drloc_loss": total, **extra}
 
     def sample_positions(self, maps):
         """`[(p, q)]`, one per head: the pairs of one training step for the feature maps
@@ -330,6 +361,10 @@ class DRLocModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y_pred, dict):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        # The labels the model mixed with the images (MixUp, CutMix), where it did.
+        y = y_pred.get("labels", y)
+        if "drloc_loss" not in y_pred:
+            return super().compute_loss(x, y, y_pred["logits"], sample_weight, training=training)
         ce = super().compute_loss(x, y, y_pred["logits"], sample_weight, training=training)
         ce = ops.cast(ce, "float32")
         drloc = ops.cast(y_pred["drloc_loss"], "float32")
@@ -346,8 +381,10 @@ class DRLocModel(keras.Model):
         return ce + lam * drloc / replicas
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        training = isinstance(y_pred, dict)
-        logits = y_pred["logits"] if training else y_pred
+        training = isinstance(y_pred, dict) and "drloc_loss" in y_pred
+        logits = y_pred
+        if isinstance(y_pred, dict):
+            logits, y = y_pred["logits"], y_pred.get("labels", y)
         logs = super().compute_metrics(x, y, logits, sample_weight)
         if not training:
             for tracker in self._drloc_trackers():
@@ -465,12 +502,16 @@ class DRLocModel(keras.Model):
             "feature_maps": self.feature_maps,
             "head_initializer": self.head_initializer,
             "seed": self.seed,
+            "augmentation": (None if self.augmentation is None
+                             else keras.saving.serialize_keras_object(self.augmentation)),
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("augmentation"), dict):
+            config["augmentation"] = keras.saving.deserialize_keras_object(config["augmentation"])
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)

@@ -98,8 +98,8 @@ def validation_images(config, count, seed=0, batch_size=64):
         fail(f"the evaluation images of {settings.dataset} are empty")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(x), min(count, len(x)), replace=False))
-    ds = pipeline.eval_dataset(x[index], y[index], loaded.num_classes, batch_size, image_size=settings.image_size)
-    return np.concatenate([np.asarray(images) for images, _ in ds])
+    # The run's images are uint8 RGB at the training size already (run.load_data).
+    return pipeline.prepare_images(x[index], settings.image_size).astype("float32")
 
 
 def head_offsets(head, pred, target):

@@ -1,47 +1,71 @@
-"""Input pipelines (`tf.data`): batches of `(images float32 in [0, 255], one-hot labels)`
-from NumPy arrays.
+"""Input pipelines: batches of uint8 images and one-hot labels from in-memory arrays.
+
+The images are made RGB at the training size once, up front (`prepare_images`), and kept as
+uint8: CIFAR-10 is 150 MB, small enough for any accelerator. A step gathers its batch from
+them; the augmentation (flip, RandAugment, erasing, MixUp / CutMix) is not done here but
+inside the model's compiled training step (`DRLocModel(augmentation=...)`,
+`drloc_keras.augmentation`), on the device that trains. Training batches are
+`({"images": uint8 [B, H, W, 3], "labels": one-hot}, one-hot)` (the model mixes the labels
+with the images); evaluation batches are `(uint8 images, one-hot[, weights])`.
+
+On TensorFlow the batches come from `tf.data` (which `tf.distribute` strategies need); on
+JAX and PyTorch from `ArrayBatches`, which needs no TensorFlow and holds the arrays as tensors
+of the backend (on the GPU where there is one).
 
 A training epoch is a function of the seed and the epoch's number alone: epoch `e` of seed
-`s` shuffles the images with the stateless seed `(s, e)`, and `EpochSeeds` re-seeds the
-augmentation and the batch mixers from `(s, e)` before the epoch starts. A run resumed after
-epoch `e` therefore sees the batches that the run that was not stopped saw. Augmentation and
-mixing run in one `tf.data` thread, in batch order (random draws taken in parallel would be
-taken in an order that changes from run to run).
+`s` takes the images in an order drawn from `(s, e)`, and `EpochSeeds` re-seeds the model's
+augmentation from `(s, e)` before the epoch starts. A run resumed after epoch `e` therefore
+sees the batches that the run that was not stopped saw.
 """
 
 import keras
 import numpy as np
 
 
-def _prepare(tf, image_size):
-    def prepare(images):
-        images = tf.cast(images, "float32")
-        if images.shape[-1] == 1:
-            images = tf.image.grayscale_to_rgb(images)
-        if image_size is not None and tuple(images.shape[-3:-1]) != (image_size, image_size):
-            images = tf.image.resize(images, (image_size, image_size))
-        return images
+def prepare_images(x, image_size=None):
+    """`x` as the pipelines hold it: `[N, H, W, 3]` at `image_size` (an int or `(height,
+    width)`; None keeps the size). Grey images are repeated over three channels; uint8
+    images are resized with antialiasing (`drloc_keras.data.to_rgb_and_resize`). Images
+    of another dtype pass through when they already have the size and three channels."""
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"`x` must be images [N, H, W, 1 or 3]. Found shape {list(x.shape)}")
+    size = tuple(x.shape[1:3]) if image_size is None else (
+        (image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
+    if x.shape[-1] == 3 and tuple(x.shape[1:3]) == size:
+        return x
+    if x.dtype != np.uint8:
+        raise ValueError(f"`x` of dtype {x.dtype} and shape {list(x.shape)} would have to be resized to {size} "
+                         f"and made RGB here, which is done for uint8 images only: give uint8 images, or "
+                         f"images of shape [N, {size[0]}, {size[1]}, 3]")
+    from drloc_keras.data import to_rgb_and_resize
 
-    return prepare
+    return to_rgb_and_resize(x, size)
 
 
 class EpochSeeds(keras.callbacks.Callback):
-    """Before epoch `e`: sets the epoch that `train_dataset` shuffles with (`set_epoch(e)`)
-    and re-seeds the random generators of its augmentation layers from `(seed, e)`."""
+    """Before epoch `e`: sets the epoch that the training batches follow (`set_epoch(e)`)
+    and re-seeds the random generators of the augmentation from `(seed, e)`: those of
+    `layers`, or when `layers` is None those of the model's `augmentation` (the model `fit`
+    trains)."""
 
-    def __init__(self, set_epoch, layers, seed):
+    def __init__(self, set_epoch, seed, layers=None):
         super().__init__()
         self.set_epoch = set_epoch
-        self.layers = [layer for layer in layers if layer is not None]
+        self.layers = None if layers is None else [layer for layer in layers if layer is not None]
         self.seed = int(seed)
 
     def generators(self):
+        layers = self.layers
+        if layers is None:
+            model = getattr(self, "model", None)
+            layers = [getattr(model, "augmentation", None)] if model is not None else []
+            layers = [layer for layer in layers if layer is not None]
         found = []
-        for top in self.layers:
+        for top in layers:
             for layer in top._flatten_layers(include_self=True, recursive=True):
                 if hasattr(layer, "generator"):
                     found.append(layer.generator)
-                found.extend(getattr(layer, "_backend_generators", {}).values())
         return found
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -52,69 +76,43 @@ class EpochSeeds(keras.callbacks.Callback):
             generator.state.assign(state.astype(keras.backend.standardize_dtype(generator.state.dtype)))
 
 
-def train_dataset(x, y, num_classes, batch_size, image_size=None, augment=None, mixers=(), seed=0):
-    """`(dataset, epoch_seeds)`: one epoch of shuffled, augmented, mixed training batches
-    (the remainder dropped) and the `EpochSeeds` callback that must run with it.
+def train_dataset(x, y, num_classes, batch_size, image_size=None, seed=0):
+    """`(dataset, epoch_seeds)`: one epoch of shuffled training batches `({"images": uint8,
+    "labels": one-hot}, one-hot)` (the remainder dropped) and the `EpochSeeds` callback that
+    must run with it (it sets the epoch and re-seeds the model's augmentation).
 
     On the TensorFlow backend a `tf.data` pipeline; on JAX and PyTorch an `ArrayBatches`
     (no TensorFlow needed), with the same order of images for a seed and an epoch.
-
-    `augment` is a Keras layer applied per image (flip, RandAugment, erasing); `mixers`
-    are batch mixers (MixUp, CutMix), one of them chosen per batch with the stateless seed
-    `(seed, epoch, batch)` when there are two, as in the authors' timm recipe.
     """
+    x = prepare_images(x, image_size)
     n = len(x)
-    if keras.backend.backend() != "tensorflow":
-        batches = ArrayBatches(x, y, num_classes, batch_size, image_size=image_size, training=True,
-                               augment=augment, mixers=mixers, seed=seed)
-        return batches, EpochSeeds(batches.set_epoch, [augment, *mixers], seed)
-    import tensorflow as tf
-
     if n < batch_size:
         raise ValueError(f"`batch_size` ({batch_size}) is larger than the training set ({n} images)")
+    if keras.backend.backend() != "tensorflow":
+        batches = ArrayBatches(x, y, num_classes, batch_size, training=True, seed=seed)
+        return batches, EpochSeeds(batches.set_epoch, seed)
+    import tensorflow as tf
+
     epoch = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
     images, labels = tf.constant(x), tf.constant(np.asarray(y).astype("int64"))
-    prepare = _prepare(tf, image_size)
     seed = int(seed)
 
     def order(_):
-        shuffled = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype="int64"), seed=tf.stack([tf.constant(seed, "int64"), epoch.read_value()])
-        )
-        return tf.data.Dataset.from_tensor_slices(shuffled)
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype="int64"), seed=tf.stack([tf.constant(seed, "int64"), epoch.read_value()])))
 
-    ds = tf.data.Dataset.from_tensors(0).flat_map(order)
-    ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+    def gather(index):
+        onehot = tf.one_hot(tf.gather(labels, index), num_classes)
+        return {"images": tf.gather(images, index), "labels": onehot}, onehot
 
-    def gather(step, index):
-        batch = prepare(tf.gather(images, index))
-        return step, batch, tf.one_hot(tf.gather(labels, index), num_classes)
-
+    ds = tf.data.Dataset.from_tensors(0).flat_map(order).batch(batch_size, drop_remainder=True)
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    mixers = list(mixers)
-
-    def augment_and_mix(step, batch, onehot):
-        if augment is not None:
-            batch = augment(batch, training=True)
-        if mixers:
-            data = {"images": batch, "labels": onehot}
-            if len(mixers) == 1:
-                out = mixers[0](data, training=True)
-            else:
-                pick = tf.random.stateless_uniform(
-                    (), seed=tf.stack([tf.constant(seed, "int64") * 65_537 + epoch.read_value(), step])
-                ) < 0.5
-                out = tf.cond(pick, lambda: mixers[0](data, training=True), lambda: mixers[1](data, training=True))
-            batch, onehot = out["images"], out["labels"]
-        return batch, onehot
-
-    ds = ds.map(augment_and_mix)  # one thread, in order: see the module's docstring
     ds = ds.apply(tf.data.experimental.assert_cardinality(n // batch_size))
-    return ds.prefetch(tf.data.AUTOTUNE), EpochSeeds(epoch.assign, [augment, *mixers], seed)
+    return ds.prefetch(tf.data.AUTOTUNE), EpochSeeds(epoch.assign, seed)
 
 
 def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=False):
-    """Evaluation batches of `(x, y)`, in order, every image once.
+    """Evaluation batches `(images, one-hot)` of `(x, y)`, in order, every image once.
 
     `pad_last_batch=True` makes every batch full, as data-parallel evaluation needs (each
     device an equal share): the last batch is filled up with copies of the first images,
@@ -124,8 +122,9 @@ def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=
     """
     if len(x) == 0:
         raise ValueError("found an empty `x`: there is nothing to evaluate")
+    x = prepare_images(x, image_size)
     if keras.backend.backend() != "tensorflow":
-        return ArrayBatches(x, y, num_classes, batch_size, image_size=image_size, pad_last_batch=pad_last_batch)
+        return ArrayBatches(x, y, num_classes, batch_size, pad_last_batch=pad_last_batch)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y).astype("int64")))
@@ -135,10 +134,9 @@ def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=
         real = ds.map(lambda image, label: (image, label, weight))
         filler = ds.repeat().take(padded - len(x)).map(lambda image, label: (image, label, tf.constant(0.0)))
         ds = real.concatenate(filler)
-    prepare = _prepare(tf, image_size)
 
     def finish(images, labels, *weights):
-        return (prepare(images), tf.one_hot(labels, num_classes), *weights)
+        return (images, tf.one_hot(labels, num_classes), *weights)
 
     ds = ds.batch(batch_size).map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -150,49 +148,50 @@ def epoch_order(n, seed, epoch):
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """Batches of `(images float32 in [0, 255], one-hot labels[, weights])` gathered from
-    in-memory arrays with NumPy and augmented with Keras layers on the current backend: the
-    pipeline of the JAX and PyTorch backends, which needs no TensorFlow.
+    """Batches gathered from in-memory arrays held as tensors of the current backend (on
+    the accelerator where there is one): the pipeline of the JAX and PyTorch backends, which
+    needs no TensorFlow. Each batch is one `keras.ops.take` on the device.
 
     Training (`training=True`): epoch `e` (`set_epoch`) takes the images in the order
-    `epoch_order(len(x), seed, e)`, drops the remainder, applies `augment` per image and one
-    of `mixers` per batch (chosen with the seed `(seed, e, batch)` when there are two).
-    Evaluation: every image once, in order; `pad_last_batch` as `eval_dataset`. With
+    `epoch_order(len(x), seed, e)` and drops the remainder; batches are `({"images",
+    "labels"}, one-hot)`, to be augmented by the model. Evaluation: every image once, in
+    order, `(images, one-hot[, weights])`; `pad_last_batch` as `eval_dataset`. With
     `shard=(p, k)` each batch is this process's `p`-th of `k` equal slices (data-parallel
-    JAX over several processes).
+    JAX over several processes; the slices then stay NumPy arrays, which JAX assembles
+    into the global batch).
     """
 
-    def __init__(self, x, y, num_classes, batch_size, image_size=None, training=False, augment=None,
-                 mixers=(), seed=0, pad_last_batch=False, shard=(0, 1)):
+    def __init__(self, x, y, num_classes, batch_size, image_size=None, training=False, seed=0,
+                 pad_last_batch=False, shard=(0, 1)):
         super().__init__(workers=1, use_multiprocessing=False)
         if training and pad_last_batch:
             raise ValueError("`pad_last_batch` is for evaluation; training batches drop the remainder")
         if training and len(x) < batch_size:
             raise ValueError(f"`batch_size` ({batch_size}) is larger than the training set ({len(x)} images)")
-        self.x, self.y = x, np.asarray(y).astype("int64")
-        self.num_classes, self.batch_size, self.image_size = num_classes, batch_size, image_size
-        self.training, self.augment, self.mixers = training, augment, list(mixers)
-        self.seed, self.pad_last_batch, self.shard = int(seed), pad_last_batch, shard
-        self.padded = -(-len(x) // batch_size) * batch_size if pad_last_batch else len(x)
+        self.x = prepare_images(x, image_size)
+        self.y = np.asarray(y).astype("int64")
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.training, self.seed, self.pad_last_batch = training, int(seed), pad_last_batch
+        self.padded = -(-len(self.x) // batch_size) * batch_size if pad_last_batch else len(self.x)
+        self._device = None
+        self.shard = shard
         self.set_epoch(0)
+
+    def _arrays(self):
+        """The images and one-hot labels, as backend tensors (made once, on first use)."""
+        if self._device is None:
+            onehot = np.eye(self.num_classes, dtype="float32")[self.y]
+            self._device = (keras.ops.convert_to_tensor(self.x), keras.ops.convert_to_tensor(onehot))
+        return self._device
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
-        self.order = epoch_order(len(self.x), self.seed, epoch) if self.training else None
+        self.order = epoch_order(len(self.x), self.seed, epoch).astype("int32") if self.training else None
 
     def __len__(self):
         if self.training:
             return len(self.x) // self.batch_size
         return -(-self.padded // self.batch_size)
-
-    def _prepare(self, images):
-        images = images.astype("float32")
-        if images.shape[-1] == 1:
-            images = np.repeat(images, 3, axis=-1)
-        if self.image_size is not None and images.shape[1:3] != (self.image_size, self.image_size):
-            images = keras.ops.convert_to_numpy(
-                keras.ops.image.resize(images, (self.image_size, self.image_size), interpolation="bilinear"))
-        return images
 
     def __getitem__(self, i):
         if not 0 <= i < len(self):
@@ -201,25 +200,20 @@ class ArrayBatches(keras.utils.PyDataset):
         if self.training:
             index = self.order[start:stop]
         else:
-            index = np.arange(start, min(stop, self.padded)) % len(self.x)
-        images = self._prepare(self.x[index])
-        labels = np.eye(self.num_classes, dtype="float32")[self.y[index]]
+            index = (np.arange(start, min(stop, self.padded)) % len(self.x)).astype("int32")
+        p, k = self.shard
+        if k > 1:  # this process's slice, from host memory
+            share = len(index) // k
+            part = index[p * share:(p + 1) * share]
+            images, labels = self.x[part], np.eye(self.num_classes, dtype="float32")[self.y[part]]
+            rows = np.arange(start, start + len(index))[p * share:(p + 1) * share]
+        else:
+            x, onehot = self._arrays()
+            images, labels = keras.ops.take(x, index, axis=0), keras.ops.take(onehot, index, axis=0)
+            rows = np.arange(start, start + len(index))
         if self.training:
-            if self.augment is not None:
-                images = self.augment(images, training=True)
-            if self.mixers:
-                rng = np.random.default_rng([self.seed, self.epoch, i])
-                mixer = self.mixers[int(rng.integers(len(self.mixers)))]
-                out = mixer({"images": images, "labels": labels}, training=True)
-                images, labels = out["images"], out["labels"]
-            images = keras.ops.convert_to_numpy(images)
-            labels = keras.ops.convert_to_numpy(labels)
+            return {"images": images, "labels": labels}, labels
         batch = [images, labels]
         if self.pad_last_batch:
-            weights = np.where(np.arange(start, start + len(index)) < len(self.x), self.padded / len(self.x), 0.0)
-            batch.append(weights.astype("float32"))
-        p, k = self.shard
-        if k > 1:
-            share = len(index) // k
-            batch = [part[p * share:(p + 1) * share] for part in batch]
+            batch.append(np.where(rows < len(self.x), self.padded / len(self.x), 0.0).astype("float32"))
         return tuple(batch)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from drloc_keras import backbones
+from drloc_keras.augmentation import Augmentation, augmenter, mixers  # noqa: F401 (part of the recipe)
 from drloc_keras.model import DRLocModel
 from drloc_keras.optimizers import AdamW
 
@@ -126,36 +127,10 @@ def with_input_normalization(backbone, mean, variance, name=None):
 # --- Augmentation -------------------------------------------------------------------------
 
 
-def augmenter(image_size, randaugment=True, random_erasing=0.25, flip=True, seed=None):
-    """Per-image augmentation of uint8-range float images: flip, RandAugment, erasing."""
-    stages = []
-    if flip:
-        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
-    if randaugment:
-        stages.append(keras.layers.RandAugment(
-            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed, dtype="float32"
-        ))
-    if random_erasing > 0:
-        # A (p, p) factor erases each image with probability exactly p.
-        stages.append(
-            keras.layers.RandomErasing(
-                factor=(random_erasing, random_erasing), value_range=(0, 255), seed=seed,
-                dtype="float32",
-            )
-        )
-    # Input augmentation stays float32 under a mixed-precision policy: the model casts.
-    return keras.layers.Pipeline(stages) if stages else None
-
-
-def mixers(mixup=0.0, cutmix=0.0, seed=None):
-    """The batch mixers of the recipe: MixUp with `alpha=mixup` and CutMix with
-    `factor=cutmix` (each only when positive)."""
-    found = []
-    if mixup > 0:
-        found.append(keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32"))
-    if cutmix > 0:
-        found.append(keras.layers.CutMix(factor=cutmix, seed=seed, dtype="float32"))
-    return found
+def augmentation(args):
+    """The `Augmentation` layer of the settings `args` (it runs inside the training step)."""
+    return Augmentation(flip=args.flip, randaugment=args.randaugment, random_erasing=args.random_erasing,
+                        mixup=args.mixup, cutmix=args.cutmix, seed=args.seed)
 
 
 # --- The model -------------------------------------------------------------------------------
@@ -164,7 +139,9 @@ def mixers(mixup=0.0, cutmix=0.0, seed=None):
 def build_model(args, num_classes, steps_per_epoch, input_stats=None):
     """The `DRLocModel` of the settings `args` (`drloc_keras.options`): the backbone of
     `--backbone` (with `--backbone-args`, refused if unknown) behind the input normalisation
-    (`input_stats`: per-channel mean and variance, or None for raw pixels), and its heads."""
+    (`input_stats`: per-channel mean and variance, or None for raw pixels), its heads, and
+    the training augmentation of `--flip`, `--randaugment`, `--random-erasing`, `--mixup`
+    and `--cutmix`, which runs inside the training step."""
     overrides = {**backbones.drop_path_overrides(args.backbone, args.image_size, args.drop_path),
                  **args.backbone_args}
     backbone = backbones.get(args.backbone, image_size=args.image_size, num_classes=num_classes, **overrides)
@@ -175,6 +152,7 @@ def build_model(args, num_classes, steps_per_epoch, input_stats=None):
         total_epochs=args.lam_total_epochs, mode=args.mode, sample_size=args.sample_size,
         hidden=args.head_hidden, head_initializer=args.head_init,
         feature_maps="all" if args.multiscale else "last", steps_per_epoch=steps_per_epoch, seed=args.seed,
+        augmentation=augmentation(args),
     )
 
 

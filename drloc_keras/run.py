@@ -52,7 +52,7 @@ class Diverged(UsageError):
 
 class RunData(NamedTuple):
     """The arrays of a run: training (cycled to the epoch's size), validation (None without
-    one) and test images `uint8 [N, H, W, C]` with int labels."""
+    one) and test images `uint8 [N, H, W, 3]` at the training size, with int labels."""
 
     train: tuple
     val: tuple
@@ -81,8 +81,8 @@ def load_data(args, statistics=True):
     options = {}
     if args.dataset == "synthetic":
         options = dict(train_size=args.synthetic_train_size, test_size=args.synthetic_test_size, seed=args.seed)
-    # The folder loader needs the size (its images differ); the others are resized in the
-    # input pipeline, which keeps the arrays in memory at their native size.
+    # The folder loader needs the size (its images differ); the others are made RGB at the
+    # training size below, once, after the subsets are taken.
     size = args.image_size if args.dataset == "folder" else None
     try:
         dataset = datasets.load_dataset(args.dataset, data_dir=args.data_dir, image_size=size, **options)
@@ -97,6 +97,10 @@ def load_data(args, statistics=True):
         x_train, y_train = datasets.class_balanced_subset(x_train, y_train, args.train_fraction, seed=args.seed)
     if args.test_fraction < 1:
         x_test, y_test = datasets.class_balanced_subset(x_test, y_test, args.test_fraction, seed=args.seed)
+    # Held as the pipelines and the model take them: uint8 RGB at the training size.
+    x_train, x_test = (pipeline.prepare_images(x, args.image_size) for x in (x_train, x_test))
+    if val is not None:
+        val = (pipeline.prepare_images(val[0], args.image_size), val[1])
     distinct = len(x_train)
     stats = None
     if statistics and args.input_normalization == "train-set":
@@ -286,6 +290,11 @@ class Run:
             raise UsageError(f"{self.folder.file(LAST)} has made {iterations} optimizer steps, but "
                              f"{self.folder.file('state.json')} records {expected}: the two files do not "
                              f"belong together (was the run stopped while saving?)")
+        if model.augmentation is None and (args.flip or args.randaugment or args.random_erasing > 0
+                                           or args.mixup > 0 or args.cutmix > 0):
+            raise UsageError(f"{self.folder.file(LAST)} was saved by an earlier drloc that augmented in the "
+                             f"input pipeline, not in the model; this version cannot resume it with its "
+                             f"augmentation. Start a new run (another --output).")
         if state.get("generators") is not None:
             run_folder.restore_generator_states(model, state["generators"])
         else:
@@ -309,12 +318,9 @@ class Run:
         initial_epoch = (self.state or {}).get("epochs_done", 0) if args.resume else 0
         if initial_epoch >= args.epochs:
             self.log(f"{args.output} already finished its {args.epochs} epochs")
-        augment = recipe.augmenter(args.image_size, args.randaugment, args.random_erasing, flip=args.flip,
-                                   seed=args.seed)
-        train_ds, epoch_seeds = pipeline.train_dataset(
-            *data.train, data.num_classes, args.batch_size, image_size=args.image_size, augment=augment,
-            mixers=recipe.mixers(args.mixup, args.cutmix, seed=args.seed), seed=args.seed,
-        )
+        # The batches are uint8; the model augments them inside its training step.
+        train_ds, epoch_seeds = pipeline.train_dataset(*data.train, data.num_classes, args.batch_size,
+                                                       image_size=args.image_size, seed=args.seed)
         train_ds = self.dist.prepare_dataset(train_ds, data.steps_per_epoch)
         val_ds = self._eval_dataset(*data.val, data) if data.val is not None else None
         best = (self.state or {}).get("best") if args.resume else None
