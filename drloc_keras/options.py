@@ -303,6 +303,46 @@ def parse(argv=None, prog=None, description=None, epilog=None):
     return finish(args), given_flags(argv)
 
 
+# Keras' backend name -> the module it needs, and the extra of this package that installs it.
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "TensorFlow"), "jax": ("jax", "JAX"), "torch": ("torch", "PyTorch")}
+
+
+def keras_backend_name():
+    """The backend Keras will use, found as Keras finds it but without importing Keras:
+    `KERAS_BACKEND`, else the `backend` of `$KERAS_HOME/keras.json` (`~/.keras`), else
+    TensorFlow."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            import json
+
+            return json.load(f).get("backend") or "tensorflow"
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def check_backend():
+    """A `UsageError` that says what to install when Keras' backend is not installed (for
+    instance the default, TensorFlow, on a machine with JAX only)."""
+    import importlib.util
+
+    name = keras_backend_name()
+    if name not in BACKEND_PACKAGES:
+        return
+    module, label = BACKEND_PACKAGES[name]
+    if importlib.util.find_spec(module) is not None:
+        return
+    others = [f"KERAS_BACKEND={other} (pip install \"drloc[{other}]\")" for other, (m, _) in BACKEND_PACKAGES.items()
+              if other != name and importlib.util.find_spec(m) is not None]
+    default = " (the default)" if not os.environ.get("KERAS_BACKEND") else ""
+    hint = f"; or use an installed one: {', '.join(others)}" if others else ""
+    raise UsageError(f"Keras' backend is {name}{default}, but {label} is not installed. Install it with "
+                     f"pip install \"drloc[{name}]\"{hint}. KERAS_BACKEND chooses the backend.")
+
+
 def namespace(config):
     """An `argparse.Namespace` of a saved config.json, with `LEGACY_DEFAULTS` and today's
     defaults for the settings it does not hold."""

@@ -412,6 +412,9 @@ class Run:
             "test_images": len(test[0]),
             "parameters": self.parameters,
             "seconds_per_epoch": (sum(self.timer.seconds) / len(self.timer.seconds)) if self.timer.seconds else None,
+            # Per epoch of this process (the first also compiles the step): images per second
+            # of the program are epoch_images / the later ones.
+            "epoch_seconds": [round(s, 3) for s in self.timer.seconds],
             "interrupted": self.interrupted,
             "replicas": self.dist.replicas,
             "processes": self.dist.processes,

@@ -8,7 +8,14 @@ The study is drloc_keras.study (its docstring and --help say everything); this i
 
 import sys
 
-from drloc_keras import study
+from drloc_keras import options
 
 if __name__ == "__main__":
+    try:
+        options.check_backend()  # before Keras is imported: say what to install
+    except options.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    from drloc_keras import study
+
     sys.exit(study.exit_code(study.main()))

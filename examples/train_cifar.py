@@ -23,6 +23,7 @@ def main(argv=None):
     # --- Parse: no framework is imported before the flags are read (--help answers at once).
     try:
         args, given = options.parse(argv, description=__doc__.split("\n\n")[0], epilog=EPILOG)
+        options.check_backend()
     except options.UsageError as e:
         return fail(e)
     from drloc_keras import run

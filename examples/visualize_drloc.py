@@ -6,7 +6,16 @@
 The figure is drloc_keras.offsets (its docstring and --help say everything); this is its command.
 """
 
-from drloc_keras import offsets
+import sys
+
+from drloc_keras import options
 
 if __name__ == "__main__":
+    try:
+        options.check_backend()  # before Keras is imported: say what to install
+    except options.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    from drloc_keras import offsets
+
     offsets.main()

@@ -82,3 +82,21 @@ def test_every_spec_section_cited_in_the_code_exists_in_docs_spec_md():
     assert cited, "no citation found: the pattern is wrong"
     missing = {n: files for n, files in cited.items() if n not in sections}
     assert missing == {}
+
+
+def test_the_package_requires_no_backend_and_offers_each_as_an_extra():
+    """`pip install drloc[jax]` or `[torch]` installs no TensorFlow; `[tensorflow]` is the
+    README's install (Keras' default backend)."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    names = [d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]]
+    assert not {"tensorflow", "tensorflow-cpu", "jax", "torch", "tensorboard"} & set(names), names
+    extras = project["optional-dependencies"]
+    assert "tensorflow" in extras["tensorflow"] and extras["jax"] == ["jax"] and extras["torch"] == ["torch"]
+    for extra in ("jax", "torch"):
+        assert not any("tensorflow" in d for d in extras[extra])
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert 'pip install -e ".[tensorflow]"' in readme and 'pip install "drloc[jax]"' in readme

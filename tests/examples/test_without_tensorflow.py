@@ -13,13 +13,25 @@ BLOCK = os.path.join(ROOT, "tests", "without_tensorflow.py")
 VIT = json.dumps({"embed_dim": 16, "depth": 1, "num_heads": 2})
 
 
-def without_tensorflow(backend, script, *argv):
+def without_tensorflow(backend, script, *argv, returncode=0):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KERAS_DISTRIBUTION_", "TF_CONFIG"))}
     env.update(KERAS_BACKEND=backend, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, BLOCK, os.path.join(ROOT, "examples", script), *argv],
                          capture_output=True, text=True, timeout=600, env=env)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert out.returncode == returncode, out.stdout[-2000:] + out.stderr[-4000:]
     return out
+
+
+@pytest.mark.parametrize("script,argv", [
+    ("train_cifar.py", ["--dataset", "synthetic", "--epochs", "1"]),
+    ("small_data_study.py", ["--output", "unused"]),
+    ("visualize_drloc.py", ["unused"]),
+])
+def test_the_tensorflow_backend_without_tensorflow_says_what_to_install(script, argv):
+    out = without_tensorflow("tensorflow", script, *argv, returncode=2)
+    assert "TensorFlow is not installed" in out.stderr
+    assert 'pip install "drloc[tensorflow]"' in out.stderr and "KERAS_BACKEND=jax" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One command for a GPU machine with JAX and no TensorFlow (and no internet):
+#
+#   bash benchmarks/gpu.sh OUT
+#
+# (a) the training program's loop against train_on_batch on a resident batch
+#     (benchmarks/training_pipeline.py) for cvt_13_32 and vit_32, and the training program
+#     itself end to end (examples/train_cifar.py on Fashion-MNIST, its per-epoch seconds);
+# (b) the Fashion-MNIST small-data grid of the study (examples/small_data_study.py), long
+#     enough for the baselines to level off (the curves are in each run's history.csv).
+#
+# It brings what the machine lacks in $DRLOC_GPU_CARRY (default gpu_carry/, made here by
+# `bash benchmarks/gpu.sh --prepare`, about 32 MiB): the wheels Keras needs (keras, namex,
+# optree, for Python 3.12 on x86-64) and the Fashion-MNIST IDX files. Sizes are set by
+# environment variables (defaults sized for one H100 in under 9 minutes; TINY=1 for a CPU
+# check of the script in a minute or two). Results land in OUT (default runs/gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+carry=${DRLOC_GPU_CARRY:-gpu_carry}
+
+if [ "${1:-}" = "--prepare" ]; then
+    mkdir -p "$carry/wheels" "$carry/fashion-mnist"
+    python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux2014_x86_64 --dest "$carry/wheels" keras namex optree
+    python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux_2_17_x86_64 --dest "$carry/wheels" ml_dtypes h5py absl-py rich \
+        markdown-it-py mdurl pygments 2>/dev/null || true
+    cp "${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"/*-ubyte.gz "$carry/fashion-mnist/"
+    du -sh "$carry"
+    exit 0
+fi
+
+out=${1:-runs/gpu}
+mkdir -p "$out"
+export KERAS_BACKEND=jax PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Keras and what it needs, from the carried wheels (nothing is downloaded).
+if ! python -c "import keras" 2>/dev/null; then
+    python -m pip install --quiet --no-index --no-deps --find-links "$carry/wheels" "$carry"/wheels/*.whl
+fi
+python -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" \
+    | tee "$out/versions.txt"
+data=(--dataset fashion_mnist --data-dir "$carry/fashion-mnist")
+
+if [ "${TINY:-0}" = 1 ]; then  # a CPU check of this script
+    images=128; batch=32; rounds=1; epochs_a=2; study_epochs=1
+    models=(vit); tiny='{"embed_dim": 16, "depth": 1, "num_heads": 2}'
+    study=(--backbones vit --fractions 0.01 --seeds 0 --lams 0 default --image-size 16
+           --backbone-args "{\"vit\": $tiny}")
+    extra=(--train-args "--test-fraction 0.02 --epoch-images 64")
+    program=(--train-fraction 0.01 --test-fraction 0.02 --epoch-images 64 --image-size 16 --backbone-args "$tiny")
+else
+    images=${IMAGES:-8192}; batch=${BATCH:-128}; rounds=${ROUNDS:-3}; epochs_a=${EPOCHS_A:-3}
+    study_epochs=${STUDY_EPOCHS:-60}
+    models=(cvt_13_32 vit_32)
+    study=(--backbones ${STUDY_BACKBONES:-vit cvt} --fractions ${STUDY_FRACTIONS:-0.01 0.05}
+           --seeds ${STUDY_SEEDS:-0 1} --lams 0 default)
+    extra=()
+    program=(--train-fraction ${PROGRAM_FRACTION:-0.25})
+fi
+
+echo "=== (a) the program's loop against train_on_batch ==="
+python benchmarks/training_pipeline.py --models "${models[@]}" --before none --no-plain-torch \
+    --images "$images" --batch-size "$batch" --rounds "$rounds" --output "$out/training-pipeline.json"
+for backbone in "${models[@]}"; do
+    echo "=== (a) examples/train_cifar.py end to end: $backbone ==="
+    python examples/train_cifar.py "${data[@]}" --backbone "$backbone" --epochs "$epochs_a" \
+        --batch-size "$batch" "${program[@]}" --output "$out/program-$backbone" --verbose 2
+    python - "$out/program-$backbone/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+later = m["epoch_seconds"][1:] or m["epoch_seconds"]
+print(f"{sys.argv[1]}: epochs {m['epoch_seconds']} s; {m['epoch_images'] * len(later) / sum(later):.0f} "
+      f"images/s after the first epoch; test top-1 {m['final_top1']}")
+EOF
+done
+
+echo "=== (b) the Fashion-MNIST small-data grid ==="
+python examples/small_data_study.py --output "$out/study" "${data[@]}" --epochs "$study_epochs" \
+    --batch-size "$batch" "${study[@]}" "${extra[@]}"
+cat "$out/study/results.md" 2>/dev/null || true
