@@ -193,7 +193,7 @@ class PlainTorch:
             loss = torch.nn.functional.cross_entropy(self.model(self.images), self.labels)
             loss.backward()
             self.optimizer.step()
-        value = float(loss)  # synchronises
+        value = loss.item()  # synchronises
         if not math.isfinite(value):
             raise FloatingPointError("non-finite loss")
         return time.perf_counter() - start
