@@ -10,8 +10,9 @@
 #     enough for the baselines to level off (the curves are in each run's history.csv).
 #
 # It brings what the machine lacks in $DRLOC_GPU_CARRY (default gpu_carry/, made here by
-# `bash benchmarks/gpu.sh --prepare`, about 32 MiB): the wheels Keras needs (keras, namex,
-# optree, for Python 3.12 on x86-64) and the Fashion-MNIST IDX files. Sizes are set by
+# `bash benchmarks/gpu.sh --prepare`, 44 MiB): the wheels Keras needs (keras, namex, optree
+# and the requirements a JAX machine may lack, for Python 3.12 on x86-64) and the
+# Fashion-MNIST IDX files (30 MiB). Sizes are set by
 # environment variables (defaults sized for one H100 in under 9 minutes; TINY=1 for a CPU
 # check of the script in a minute or two). Results land in OUT (default runs/gpu).
 set -euo pipefail
@@ -35,7 +36,8 @@ mkdir -p "$out"
 export KERAS_BACKEND=jax PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Keras and what it needs, from the carried wheels (nothing is downloaded).
 if ! python -c "import keras" 2>/dev/null; then
-    python -m pip install --quiet --no-index --no-deps --find-links "$carry/wheels" "$carry"/wheels/*.whl
+    # Requirements the machine already meets are kept; the others come from the wheels.
+    python -m pip install --quiet --no-index --find-links "$carry/wheels" keras
 fi
 python -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" \
     | tee "$out/versions.txt"

@@ -30,7 +30,10 @@ class RandAugment(keras.layers.RandAugment):
     eleven operations on the whole batch `num_ops` times, keeping the drawn one by an
     element-wise select. This subclass draws the same operations with the same random
     parameters and runs only the drawn one (`ops.switch`), so its output is the same and
-    a step costs two operations instead of twenty-two.
+    a step costs two operations instead of twenty-two. As in Keras' layer, the operations
+    are drawn once per batch (every image of a batch gets the same two kinds of operation,
+    each image its own random parameters), where the authors' timm RandAugment draws them per
+    image.
 
     On PyTorch, Keras' `RandomBrightness` writes its result into its input tensor and
     `RandomRotation` into its transformation; each operation here gets copies of both, so
