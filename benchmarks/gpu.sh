@@ -48,7 +48,7 @@ if [ "${TINY:-0}" = 1 ]; then  # a CPU check of this script
     models=(vit); tiny='{"embed_dim": 16, "depth": 1, "num_heads": 2}'
     study=(--backbones vit --fractions 0.01 --seeds 0 --lams 0 default --image-size 16
            --backbone-args "{\"vit\": $tiny}")
-    extra=(--train-args "--test-fraction 0.02 --epoch-images 64")
+    extra=(--epoch-images 64 --train-args "--test-fraction 0.02")
     program=(--train-fraction 0.01 --test-fraction 0.02 --epoch-images 64 --image-size 16 --backbone-args "$tiny")
 else
     images=${IMAGES:-8192}; batch=${BATCH:-128}; rounds=${ROUNDS:-3}; epochs_a=${EPOCHS_A:-3}
