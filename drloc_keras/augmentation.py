@@ -78,7 +78,7 @@ def _concrete_index(backend, index):
 
         if not tf.executing_eagerly():
             return None
-    return int(keras.ops.convert_to_numpy(index)) if backend == keras.backend.backend() else int(index)
+    return int(index)
 
 
 def augmenter(randaugment=True, random_erasing=0.25, flip=True, seed=None):
@@ -88,8 +88,7 @@ def augmenter(randaugment=True, random_erasing=0.25, flip=True, seed=None):
     if flip:
         stages.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
     if randaugment:
-        stages.append(RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed,
-                                               dtype="float32"))
+        stages.append(RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed, dtype="float32"))
     if random_erasing > 0:
         # A (p, p) factor erases each image with probability exactly p.
         stages.append(keras.layers.RandomErasing(factor=(random_erasing, random_erasing), value_range=(0, 255),

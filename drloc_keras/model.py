@@ -315,22 +315,16 @@ class DRLocModel(keras.Model):
     # --- Forward pass and loss --------------------------------------------------------
 
     def call(self, inputs, training=None):
-        labels = None
         if training and self.augmentation is not None:
             inputs = self.augmentation(inputs, training=True)
-        if isinstance(inputs, dict):
-            images, labels = inputs["images"], inputs.get("labels")
-        else:
-            images = inputs
-        if not training:
-            labels = None
+        images, labels = (inputs["images"], inputs.get("labels")) if isinstance(inputs, dict) else (inputs, None)
         if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(images.dtype)):
             images = ops.cast(images, "float32")  # uint8 images, as the input pipelines give them
         logits, maps = split_backbone_output(self.backbone(images, training=training))
         # Float32 logits under a mixed-precision policy, as Keras advises for model outputs:
         # losses and metrics (top-k among them) then see one dtype.
         logits = ops.cast(logits, "float32")
-        extra = {} if labels is None else {"labels": labels}
+        extra = {"labels": labels} if training and labels is not None else {}
         if not training or not self.drloc_enabled:
             return {"logits": logits, **extra} if extra else logits
         total = None

@@ -26,7 +26,7 @@ import sys
 import keras
 import numpy as np
 
-from drloc_keras import DRLocModel, options, pipeline, run, run_folder
+from drloc_keras import DRLocModel, options, run, run_folder
 from drloc_keras.model import split_backbone_output
 
 AXES = ("rows", "columns")
@@ -85,7 +85,7 @@ def load_run(run, which="auto"):
     return config, model, path
 
 
-def validation_images(config, count, seed=0, batch_size=64):
+def validation_images(config, count, seed=0):
     """`count` images of the run's validation set (its test set if it has none), a seeded
     choice, float32 `[N, S, S, 3]` prepared as the training program evaluates them."""
     settings = options.namespace(config)
@@ -98,8 +98,7 @@ def validation_images(config, count, seed=0, batch_size=64):
         fail(f"the evaluation images of {settings.dataset} are empty")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(x), min(count, len(x)), replace=False))
-    # The run's images are uint8 RGB at the training size already (run.load_data).
-    return pipeline.prepare_images(x[index], settings.image_size).astype("float32")
+    return x[index].astype("float32")  # uint8 RGB at the training size already (run.load_data)
 
 
 def head_offsets(head, pred, target):
@@ -192,7 +191,7 @@ def plot(model, results, summary, path, title):
 def main(argv=None):
     args = parse_args(argv)
     config, model, model_path = load_run(args.run, args.model)
-    images = validation_images(config, args.images, args.seed, args.batch_size)
+    images = validation_images(config, args.images, args.seed)
     results = collect(model, images, args.batch_size)
     summary = summarize(model, results)
     untrained = not model.drloc_enabled
