@@ -15,15 +15,25 @@
 # Fashion-MNIST IDX files (30 MiB). Sizes are set by
 # environment variables (defaults sized for one H100 in under 9 minutes; TINY=1 for a CPU
 # check of the script in a minute or two). Results land in OUT (default runs/gpu).
+#
+# The whole script keeps to BUDGET seconds (default 510): each part of (a) is stopped at its
+# own share, and the grid of (b) gets what is left; its cells run seed by seed and every
+# finished cell is kept in OUT/study/results.csv, so a grid cut short still gives whole
+# paired comparisons, and the same command goes on from them. Compiled XLA programs are
+# cached in OUT/jax-cache, so the cells of one backbone and lambda compile once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=${DRLOC_GPU_CARRY:-gpu_carry}
+py=${PYTHON:-python3}  # the GPU image has python3 and no `python`
+start=$SECONDS
+budget=${BUDGET:-510}
+left() { echo $(( budget - (SECONDS - start) )); }
 
 if [ "${1:-}" = "--prepare" ]; then
     mkdir -p "$carry/wheels" "$carry/fashion-mnist"
-    python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    $py -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --platform manylinux2014_x86_64 --dest "$carry/wheels" keras namex optree
-    python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+    $py -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
         --platform manylinux_2_17_x86_64 --dest "$carry/wheels" ml_dtypes h5py absl-py rich \
         markdown-it-py mdurl pygments 2>/dev/null || true
     cp "${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"/*-ubyte.gz "$carry/fashion-mnist/"
@@ -33,41 +43,55 @@ fi
 
 out=${1:-runs/gpu}
 mkdir -p "$out"
-export KERAS_BACKEND=jax PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export KERAS_BACKEND=jax PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$out/jax-cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-1}
 # Keras and what it needs, from the carried wheels (nothing is downloaded).
-if ! python -c "import keras" 2>/dev/null; then
+if ! $py -c "import keras" 2>/dev/null; then
     # Requirements the machine already meets are kept; the others come from the wheels.
-    python -m pip install --quiet --no-index --find-links "$carry/wheels" keras
+    $py -m pip install --quiet --no-index --find-links "$carry/wheels" keras
 fi
-python -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" \
+$py -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" \
     | tee "$out/versions.txt"
 data=(--dataset fashion_mnist --data-dir "$carry/fashion-mnist")
 
 if [ "${TINY:-0}" = 1 ]; then  # a CPU check of this script
     images=128; batch=32; rounds=1; epochs_a=2; study_epochs=1
     models=(vit); tiny='{"embed_dim": 16, "depth": 1, "num_heads": 2}'
-    study=(--backbones vit --fractions 0.01 --seeds 0 --lams 0 default --image-size 16
-           --backbone-args "{\"vit\": $tiny}")
-    extra=(--epoch-images 64 --train-args "--test-fraction 0.02")
+    study=(--backbones vit --fractions 0.01 --seeds 0 1 --lams 0 default --image-size 16
+           --backbone-args "{\"vit\": $tiny}" --epoch-images 64 --train-args "--test-fraction 0.02")
     program=(--train-fraction 0.01 --test-fraction 0.02 --epoch-images 64 --image-size 16 --backbone-args "$tiny")
+    share_pipeline=$budget; share_program=$budget
 else
-    images=${IMAGES:-8192}; batch=${BATCH:-128}; rounds=${ROUNDS:-3}; epochs_a=${EPOCHS_A:-3}
-    study_epochs=${STUDY_EPOCHS:-60}
+    images=${IMAGES:-4096}; batch=${BATCH:-128}; rounds=${ROUNDS:-3}; epochs_a=${EPOCHS_A:-3}
     models=(cvt_13_32 vit_32)
+    # (b): every cell makes STUDY_EPOCHS x STUDY_EPOCH_IMAGES / batch optimizer steps (2000 by
+    # default: 430 passes over the 1% subset, 85 over the 5% one).
     study=(--backbones ${STUDY_BACKBONES:-vit cvt} --fractions ${STUDY_FRACTIONS:-0.01 0.05}
-           --seeds ${STUDY_SEEDS:-0 1} --lams 0 default)
-    extra=()
+           --seeds ${STUDY_SEEDS:-0 1 2 3 4} --lams 0 default
+           --epoch-images ${STUDY_EPOCH_IMAGES:-12800})
+    study_epochs=${STUDY_EPOCHS:-20}
     program=(--train-fraction ${PROGRAM_FRACTION:-0.25})
+    share_pipeline=${PIPELINE_SECONDS:-150}; share_program=${PROGRAM_SECONDS:-60}
 fi
 
-echo "=== (a) the program's loop against train_on_batch ==="
-python benchmarks/training_pipeline.py --models "${models[@]}" --before none --no-plain-torch \
-    --images "$images" --batch-size "$batch" --rounds "$rounds" --output "$out/training-pipeline.json"
+# A part stopped at its share says so and the script goes on.
+bounded() {
+    local seconds=$1; shift
+    timeout --signal=INT --kill-after=15 "$seconds" "$@" \
+        || echo "--- stopped or failed (exit $?) after at most $seconds s: $*"
+}
+
+echo "=== (a) the program's loop against train_on_batch ($(left) s left) ==="
+bounded "$share_pipeline" $py benchmarks/training_pipeline.py --models "${models[@]}" --before none \
+    --no-plain-torch --images "$images" --batch-size "$batch" --rounds "$rounds" \
+    --output "$out/training-pipeline.json"
 for backbone in "${models[@]}"; do
-    echo "=== (a) examples/train_cifar.py end to end: $backbone ==="
-    python examples/train_cifar.py "${data[@]}" --backbone "$backbone" --epochs "$epochs_a" \
-        --batch-size "$batch" "${program[@]}" --output "$out/program-$backbone" --verbose 2
-    python - "$out/program-$backbone/metrics.json" <<'EOF'
+    echo "=== (a) examples/train_cifar.py end to end: $backbone ($(left) s left) ==="
+    bounded "$share_program" $py examples/train_cifar.py "${data[@]}" --backbone "$backbone" \
+        --epochs "$epochs_a" --batch-size "$batch" "${program[@]}" --output "$out/program-$backbone" \
+        --verbose 2
+    $py - "$out/program-$backbone/metrics.json" <<'EOF' || true
 import json, sys
 m = json.load(open(sys.argv[1]))
 later = m["epoch_seconds"][1:] or m["epoch_seconds"]
@@ -76,7 +100,12 @@ print(f"{sys.argv[1]}: epochs {m['epoch_seconds']} s; {m['epoch_images'] * len(l
 EOF
 done
 
-echo "=== (b) the Fashion-MNIST small-data grid ==="
-python examples/small_data_study.py --output "$out/study" "${data[@]}" --epochs "$study_epochs" \
-    --batch-size "$batch" "${study[@]}" "${extra[@]}"
-cat "$out/study/results.md" 2>/dev/null || true
+echo "=== (b) the Fashion-MNIST small-data grid ($(left) s left) ==="
+study_args=(--output "$out/study" "${data[@]}" --epochs "$study_epochs" --batch-size "$batch" "${study[@]}")
+if [ "$(left)" -gt 40 ]; then
+    bounded $(( $(left) - 25 )) $py examples/small_data_study.py "${study_args[@]}"
+fi
+if [ -f "$out/study/results.csv" ]; then
+    $py examples/small_data_study.py "${study_args[@]}" --aggregate-only && cat "$out/study/results.md"
+fi
+echo "=== done in $(( SECONDS - start )) s ==="

@@ -105,10 +105,48 @@ def channel_statistics(images, channels=3, chunk=4096):
     return mean, variance
 
 
+@keras.saving.register_keras_serializable(package="drloc")
+class InputNormalization(keras.layers.Normalization):
+    """`keras.layers.Normalization` whose per-channel statistics are the layer's weights,
+    read at every call.
+
+    Keras' layer turns given (or adapted) statistics into constants of the compiled
+    training step, so runs that differ only in their training subset (the cells of the
+    study) each compile their own step. Here the statistics are state that the step takes
+    as input: every run of one model and batch shape has the same compiled program, which
+    the JAX persistent compilation cache (`JAX_COMPILATION_CACHE_DIR`) then compiles once.
+    Set them with `set_statistics`; they are saved with the model's weights.
+    """
+
+    def __init__(self, axis=-1, invert=False, **kwargs):
+        for name in ("mean", "variance"):
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(f"InputNormalization takes no `{name}` argument: build the layer, "
+                                 f"then call `set_statistics(mean, variance)`")
+        super().__init__(axis=axis, invert=invert, **kwargs)
+
+    def set_statistics(self, mean, variance):
+        """Assign the statistics (each of the built layer's `[channels]` shape)."""
+        if not self.built:
+            raise ValueError("build InputNormalization (call it, or `build(input_shape)`) before "
+                             "set_statistics")
+        self.adapt_mean.assign(np.asarray(mean, "float32").reshape(self.adapt_mean.shape))
+        self.adapt_variance.assign(np.asarray(variance, "float32").reshape(self.adapt_variance.shape))
+        self.finalize_state()
+
+    def call(self, inputs):
+        mean = keras.ops.reshape(keras.ops.cast(self.adapt_mean, self.compute_dtype), self._broadcast_shape)
+        variance = keras.ops.reshape(keras.ops.cast(self.adapt_variance, self.compute_dtype),
+                                     self._broadcast_shape)
+        inputs = keras.ops.cast(inputs, self.compute_dtype)
+        scale = keras.ops.maximum(keras.ops.sqrt(variance), keras.backend.epsilon())
+        return mean + inputs * scale if self.invert else (inputs - mean) / scale
+
+
 def with_input_normalization(backbone, mean, variance, name=None):
-    """`backbone` behind a `keras.layers.Normalization` with the given per-channel
-    statistics: a functional model with the backbone's input shape and outputs, whose
-    statistics are saved with it (so a loaded model takes raw 0-255 images).
+    """`backbone` behind an `InputNormalization` (a `keras.layers.Normalization`) with the
+    given per-channel statistics: a functional model with the backbone's input shape and
+    outputs, whose statistics are saved with it (so a loaded model takes raw 0-255 images).
 
     The normalisation computes in float32 under any dtype policy. Variances below 1 (a
     standard deviation under one grey level, such as a channel that is constant in the
@@ -117,11 +155,10 @@ def with_input_normalization(backbone, mean, variance, name=None):
     """
     shape = tuple(backbone.inputs[0].shape[1:])
     inputs = keras.Input(shape, name="images")
-    normalized = keras.layers.Normalization(
-        mean=[float(m) for m in mean], variance=[max(float(v), 1.0) for v in variance],
-        dtype="float32", name="input_normalization",
-    )(inputs)
-    return keras.Model(inputs, backbone(normalized), name=name or backbone.name)
+    layer = InputNormalization(dtype="float32", name="input_normalization")
+    layer.build((None, *shape))
+    layer.set_statistics([float(m) for m in mean], [max(float(v), 1.0) for v in variance])
+    return keras.Model(inputs, backbone(layer(inputs)), name=name or backbone.name)
 
 
 # --- Augmentation -------------------------------------------------------------------------

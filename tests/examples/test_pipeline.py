@@ -97,6 +97,24 @@ def test_input_normalization_scales_each_channel_and_spares_a_constant_one():
     assert model.input_shape == (None, 4, 4, 3)
 
 
+def test_input_statistics_are_state_of_the_compiled_step_not_constants():
+    """New statistics set after the model has compiled its predict step take effect in that
+    step (they are weights it reads, so runs on other subsets share one compiled program),
+    and they are saved with the model."""
+    inputs = keras.Input((2, 2, 3))
+    backbone = keras.Model(inputs, keras.layers.Flatten()(inputs))
+    model = recipe.with_input_normalization(backbone, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    x = np.full((2, 2, 2, 3), 5.0, "float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), 5.0)
+    layer = model.get_layer("input_normalization")
+    assert {id(v) for v in layer.non_trainable_weights} >= {id(layer.adapt_mean), id(layer.adapt_variance)}
+    layer.set_statistics([1.0, 2.0, 3.0], [4.0, 4.0, 4.0])
+    expected = np.tile([2.0, 1.5, 1.0], 4)
+    np.testing.assert_allclose(model.predict(x, verbose=0)[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="set_statistics"):
+        recipe.InputNormalization(mean=[0.0], variance=[1.0])
+
+
 def test_an_epoch_is_a_function_of_the_seed_and_its_number():
     """Epoch e gives the same batches and augmentation whatever epochs came before it (what
     exact resume needs), and two epochs differ."""
