@@ -23,6 +23,28 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="drloc")
+class Equalization(keras.layers.Equalization):
+    """`keras.layers.Equalization` whose histogram on JAX is one scatter-add.
+
+    On JAX, Keras' layer counts each of the 256 bins with its own comparison and sum, a
+    loop unrolled into the compiled step: 768 reductions for an RGB batch, which took 18 s
+    of XLA compilation on its own (of about 41 s for a whole tiny training step on the
+    CPU). Here `ops.segment_sum` counts them all at once. The histogram is the same, and so
+    is the output; the other backends keep Keras' `bincount`.
+    """
+
+    def _custom_histogram_fixed_width(self, values, value_range, nbins):
+        if self.backend.name != "jax":
+            return super()._custom_histogram_fixed_width(values, value_range, nbins)
+        values = self.backend.cast(values, "float32")
+        low, high = (self.backend.cast(v, "float32") for v in value_range)
+        indices = self.backend.cast((values - low) * (nbins - 1) / (high - low), "int32")
+        indices = self.backend.numpy.reshape(self.backend.numpy.clip(indices, 0, nbins - 1), [-1])
+        ones = self.backend.numpy.ones_like(indices, dtype="int32")
+        return self.backend.math.segment_sum(ones, indices, num_segments=nbins)
+
+
+@keras.saving.register_keras_serializable(package="drloc")
 class RandAugment(keras.layers.RandAugment):
     """`keras.layers.RandAugment` that computes only the operations it applies.
 
@@ -30,7 +52,8 @@ class RandAugment(keras.layers.RandAugment):
     eleven operations on the whole batch `num_ops` times, keeping the drawn one by an
     element-wise select. This subclass draws the same operations with the same random
     parameters and runs only the drawn one (`ops.switch`), so its output is the same and
-    a step costs two operations instead of twenty-two. As in Keras' layer, the operations
+    a step costs two operations instead of twenty-two. Its equalization is `Equalization`
+    above (the same output, compiled in a fraction of the time on JAX). As in Keras' layer, the operations
     are drawn once per batch (every image of a batch gets the same two kinds of operation,
     each image its own random parameters), where the authors' timm RandAugment draws them per
     image.
@@ -39,6 +62,13 @@ class RandAugment(keras.layers.RandAugment):
     `RandomRotation` into its transformation; each operation here gets copies of both, so
     that neither the caller's images nor a second use of the transformation is changed.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        keras_layer = self.equalization
+        self.equalization = Equalization(value_range=keras_layer.value_range, data_format=keras_layer.data_format,
+                                         dtype=keras_layer.dtype_policy, name=keras_layer.name)
+        self._layers = [layer for layer in self._layers if layer is not keras_layer]
 
     def transform_images(self, images, transformation, training=True):
         images = self.backend.cast(images, self.compute_dtype)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from drloc_keras import DRLocModel
-from drloc_keras.augmentation import Augmentation, RandAugment
+from drloc_keras.augmentation import Augmentation, Equalization, RandAugment
 from tests.keras.helpers import tiny_backbone, to_numpy
 
 
@@ -35,6 +35,28 @@ def test_rand_augment_equals_keras_running_only_the_drawn_operations():
         changed += not np.allclose(got, x)
         assert got.dtype == np.float32 and got.shape == x.shape
     assert changed >= 6  # it augments (an operation may leave an image as it is)
+
+
+@pytest.mark.parametrize("value_range", [(0, 255), (0, 1)])
+def test_equalization_equals_keras_and_compiles(value_range):
+    """drloc's Equalization (a scatter-add histogram on JAX) gives Keras' output, eagerly
+    and inside a compiled function; RandAugment uses it."""
+    rng = np.random.default_rng(1)
+    x = _uint8(n=6, size=10).astype("float32") * (value_range[1] / 255.0)
+    x[0] = x[0, :1, :1]  # a flat image: every channel in one bin
+    x[1, ..., 2] = np.clip(x[1, ..., 2], 40, 60) * (value_range[1] / 255.0)  # a narrow channel
+    ours = Equalization(value_range=value_range)
+    theirs = keras.layers.Equalization(value_range=value_range)
+    want = to_numpy(theirs(x, training=True))
+    np.testing.assert_allclose(to_numpy(ours(x, training=True)), want, atol=1e-4)
+    assert not np.allclose(want, x)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        np.testing.assert_allclose(np.asarray(jax.jit(lambda v: ours(v, training=True))(x)), want, atol=1e-4)
+    layer = RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=int(rng.integers(100)))
+    assert isinstance(layer.equalization, Equalization)
+    assert sum(isinstance(sub, keras.layers.Equalization) for sub in layer._flatten_layers(include_self=False)) == 1
 
 
 def test_rand_augment_by_hand_on_every_backend():
