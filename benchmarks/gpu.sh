@@ -13,8 +13,10 @@
 # `bash benchmarks/gpu.sh --prepare`, 44 MiB): the wheels Keras needs (keras, namex, optree
 # and the requirements a JAX machine may lack, for Python 3.12 on x86-64) and the
 # Fashion-MNIST IDX files (30 MiB). Sizes are set by
-# environment variables (defaults sized for one H100 in under 9 minutes; TINY=1 for a CPU
-# check of the script in a minute or two). Results land in OUT (default runs/gpu).
+# environment variables (TINY=1 for a CPU check of the script, about 6 minutes on 2 cores).
+# Results land in OUT (default runs/gpu). On an H200 the compilation of each training step
+# took about a minute (docs/benchmarks.md), so 9 minutes give (a) and only the first cells
+# of (b); run it again with the same OUT, or with BUDGET raised, to go on with the grid.
 #
 # The whole script keeps to BUDGET seconds (default 510): each part of (a) is stopped at its
 # own share, and the grid of (b) gets what is left; its cells run seed by seed and every

@@ -348,9 +348,15 @@ class Run:
                       callbacks=callbacks, verbose=args.verbose, shuffle=False)
         except KeyboardInterrupt:
             self.interrupted = True
-            run_folder.atomic_save_model(model, self.out.file(INTERRUPTED))
-            print(f"\ninterrupted: the weights of the unfinished epoch are in {args.output}/{INTERRUPTED}; "
-                  f"--resume continues from the last finished epoch", file=sys.stderr)
+            try:
+                run_folder.atomic_save_model(model, self.out.file(INTERRUPTED))
+            except Exception as e:  # stopped while the step was built or compiled: no weights yet
+                print(f"\ninterrupted before the training step was ready ({type(e).__name__}: {e}); "
+                      f"nothing was saved for this epoch; --resume continues from the last finished "
+                      f"epoch, if any", file=sys.stderr)
+            else:
+                print(f"\ninterrupted: the weights of the unfinished epoch are in {args.output}/{INTERRUPTED}; "
+                      f"--resume continues from the last finished epoch", file=sys.stderr)
         if self.checkpoint.nan_seen:
             done = (self.out.read_state() or {}).get("epochs_done", 0)
             where = (f"The last good checkpoint is {args.output}/{LAST} ({done} epochs)" if done

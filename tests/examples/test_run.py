@@ -389,6 +389,29 @@ class _StopMidEpoch(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+class _StopAtTrainBegin(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_a_run_stopped_before_its_step_is_ready_stops_cleanly(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) while the first step compiles, when the model cannot be saved yet:
+    the run stops as interrupted, says nothing was saved, and leaves no partial file."""
+    argv = tiny_argv(tmp_path, "vit", epochs=2, train=64)
+
+    def unsavable(model, path):
+        raise TypeError("'NoneType' object is not callable")
+
+    monkeypatch.setattr(run_folder, "atomic_save_model", unsavable)
+    with run.Run(*options.parse([*argv, "--output", str(tmp_path / "stopped")]), log=lambda *a: None) as r:
+        data = r.load_data()
+        model = r.build_model(data)
+        r.fit(model, data, callbacks=[_StopAtTrainBegin()])
+    assert r.interrupted
+    assert "nothing was saved" in capsys.readouterr().err
+    assert not list((tmp_path / "stopped").glob("*.keras"))
+
+
 def _weights(path):
     return [keras.ops.convert_to_numpy(w) for w in run_folder.load_model(path).weights]
 
