@@ -14,7 +14,9 @@ images `uint8 [N, H, W, C]` (channels last, whatever the Keras image data format
   `~/.keras/datasets`), or from a local copy of the same files with `data_dir`.
 - `svhn`: the official `train_32x32.mat` and `test_32x32.mat` in `data_dir` (needs scipy).
 - `folder`: `data_dir/train/<class>/*.png|jpg...` and `data_dir/val/<class>/...`, the
-  layout of Flowers102, DomainNet and ImageNet-100 (needs Pillow and `image_size`).
+  layout of Flowers102, DomainNet and ImageNet-100 (needs Pillow and `image_size`). A
+  folder too large for memory is streamed: its splits are `ImageFiles`, which decode the
+  images a batch asks for, in threads (`stream=`).
 - `synthetic`: generated from a seed, no files: the class is where a disc lies relative to a
   square, the textures, colours, sizes and positions are random.
   Mirroring an image changes its class (left and right swap), so the training program does
@@ -346,7 +348,8 @@ def _read_svhn_mat(path):
 # === Image folders: Flowers102, DomainNet, ImageNet-100 ===
 
 
-def load_image_folder(data_dir=None, image_size=None, test_split="val", workers=None, progress=None):
+def load_image_folder(data_dir=None, image_size=None, test_split="val", workers=None, progress=None,
+                      stream="auto"):
     """Images in `data_dir/train/<class>/` and `data_dir/<test_split>/<class>/`.
 
     Classes are the sorted sub-folder names of `train`; the test split may lack classes but
@@ -357,7 +360,16 @@ def load_image_folder(data_dir=None, image_size=None, test_split="val", workers=
     decodes outside Python's lock). `progress` is called with a line of text while the
     folders are indexed and the images decoded (at most every 2 seconds, and once at the end
     of a split that took longer); the default prints to standard error.
+
+    `stream`: True keeps the images on disk: the splits are `ImageFiles`, which decode
+    the images a batch asks for when it asks (in `workers` threads), so a folder larger
+    than memory trains, and training starts once the files are indexed. False decodes
+    every image into memory up front. "auto" (the default) streams when the decoded
+    images (N x height x width x 3 bytes) would take more than `STREAM_ABOVE_MEMORY` of
+    the machine's memory.
     """
+    if stream not in (True, False, "auto"):
+        raise ValueError(f"`stream` must be True, False or 'auto'. Found stream={stream!r}")
     if data_dir is None:
         raise ValueError("The `folder` dataset needs `data_dir` (--data-dir).")
     if image_size is None:
@@ -390,9 +402,95 @@ def load_image_folder(data_dir=None, image_size=None, test_split="val", workers=
         raise DatasetFormatError(
             f"{test_dir} holds classes that {train_dir} lacks: {extra}."
         )
-    train = _read_image_split(train_dir, class_names, size, True, workers, progress)
-    test = _read_image_split(test_dir, class_names, size, False, workers, progress)
+    splits = [_index_image_split(split_dir, class_names, size, require, progress)
+              for split_dir, require in ((train_dir, True), (test_dir, False))]
+    decoded = sum(len(paths) for paths, _ in splits) * size[0] * size[1] * 3
+    if stream == "auto":
+        stream = decoded > STREAM_ABOVE_MEMORY * _memory_bytes()
+    if stream:
+        progress(f"streaming the images from disk ({_gigabytes(decoded)} decoded, more than "
+                 f"{STREAM_ABOVE_MEMORY:.0%} of memory, or streaming asked for): {workers} threads "
+                 f"decode each batch")
+        train, test = ((ImageFiles(paths, size, workers), labels) for paths, labels in splits)
+    else:
+        train, test = ((_decode_all(paths, size, workers, progress, split_dir), labels)
+                       for (paths, labels), split_dir in zip(splits, (train_dir, test_dir)))
     return Dataset(train, test, class_names)
+
+
+# Streaming is chosen by "auto" when the decoded images would exceed this fraction of memory.
+STREAM_ABOVE_MEMORY = 0.25
+
+
+def _memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: assume 8 GiB
+        return 8 * 2**30
+
+
+def _gigabytes(n):
+    return f"{n / 2**30:.1f} GiB"
+
+
+class ImageFiles:
+    """Images on disk that act as a uint8 array `[N, height, width, 3]` decoded on demand.
+
+    `len`, `shape`, `dtype` and `ndim` are those of the decoded array. Indexing with an
+    int decodes one image; indexing with a slice, an index array or a boolean mask gives
+    another `ImageFiles` over those files (nothing is decoded: subsets, splits and cycled
+    epochs of a streamed folder stay on disk). `read(index)` decodes the images of `index`
+    (default: all) into one array, in `workers` threads (Pillow decodes outside Python's
+    lock); `np.asarray` reads them all. Every image is converted to RGB and resized to
+    `size` as `load_image_folder` does, so a streamed image equals the in-memory one.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, paths, size, workers=1):
+        self.paths = np.asarray(paths, dtype=object)
+        if self.paths.ndim != 1:
+            raise ValueError(f"`paths` must be a list of file paths. Found shape {self.paths.shape}")
+        self.size = _size_pair(size)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"`workers` must be an integer >= 1. Found workers={workers!r}")
+        self.workers = workers
+
+    @property
+    def shape(self):
+        return (len(self.paths), *self.size, 3)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __repr__(self):
+        return f"ImageFiles({len(self)} images at {self.size[0]}x{self.size[1]}, {self.workers} threads)"
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return _read_image(self.paths[key], self.size)
+        return ImageFiles(self.paths[key], self.size, self.workers)
+
+    def read(self, index=None):
+        paths = self.paths if index is None else self.paths[np.asarray(index)]
+        out = np.empty((len(paths), *self.size, 3), np.uint8)
+
+        def decode(i):
+            out[i] = _read_image(paths[i], self.size)
+
+        if self.workers == 1 or len(paths) < 2:
+            for i in range(len(paths)):
+                decode(i)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(paths))) as pool:
+                for future in [pool.submit(decode, i) for i in range(len(paths))]:
+                    future.result()  # an unreadable file raises here, naming the file
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        images = self.read()
+        return images if dtype is None else images.astype(dtype)
 
 
 def _class_folders(split_dir):
@@ -426,7 +524,8 @@ class _Progress:
             self.report(line_fn(elapsed))
 
 
-def _read_image_split(split_dir, class_names, size, require_every_class, workers=1, progress=None):
+def _index_image_split(split_dir, class_names, size, require_every_class, progress=None):
+    """The image files of a split and their labels (classes in order, files sorted)."""
     paths, labels = [], []
     meter = _Progress(progress or (lambda line: None))
     for label, name in enumerate(class_names):
@@ -445,6 +544,13 @@ def _read_image_split(split_dir, class_names, size, require_every_class, workers
         labels += [label] * len(files)
         meter.tick(lambda s: f"indexing {split_dir}: {len(paths)} images in {label + 1} of "
                              f"{len(class_names)} classes ({s:.0f} s)")
+    meter.done(lambda s: f"indexed {split_dir}: {len(paths)} images in {len(class_names)} classes ({s:.0f} s)")
+    return paths, np.asarray(labels, np.int64)
+
+
+def _decode_all(paths, size, workers, progress, split_dir):
+    """Every image of `paths` decoded into one array, with progress lines."""
+    meter = _Progress(progress or (lambda line: None))
     images = np.empty((len(paths), *size, 3), np.uint8)
 
     def decode(i):
@@ -474,7 +580,7 @@ def _read_image_split(split_dir, class_names, size, require_every_class, workers
                     future.cancel()
                 raise
     meter.done(lambda s: line(s, done))
-    return images, np.asarray(labels, np.int64)
+    return images
 
 
 def _read_image(path, size):

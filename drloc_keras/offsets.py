@@ -98,7 +98,8 @@ def validation_images(config, count, seed=0):
         fail(f"the evaluation images of {settings.dataset} are empty")
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(len(x), min(count, len(x)), replace=False))
-    return x[index].astype("float32")  # uint8 RGB at the training size already (run.load_data)
+    # uint8 RGB at the training size already (run.load_data); a streamed folder's are decoded here
+    return np.asarray(x[index]).astype("float32")
 
 
 def head_offsets(head, pred, target):

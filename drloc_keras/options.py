@@ -19,6 +19,7 @@ from drloc_keras import catalog
 # --mixed-precision -> Keras dtype policy
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 INPUT_NORMALIZATIONS = ("train-set", "none")
+STREAM_CHOICES = ("auto", "on", "off")
 
 # Settings added after runs were first saved, with the value those runs trained with, so
 # that an old run folder still resumes and evaluates as it trained.
@@ -33,12 +34,13 @@ LEGACY_DEFAULTS = {
     "lam_warmup_epochs": 20,           # ... before the schedule's flags: the authors' values
     "lam_total_epochs": 300,
     "val_fraction": 0.0,               # ... before --val-fraction: best.keras chosen on the test set
+    "stream_images": "auto",           # ... before --stream-images: in memory (the same images)
 }
 
 # What `--resume` and `--eval-only` accept besides the run's saved settings: the length of
 # the run (--resume only), where the files are, how many devices, how much is printed.
-RESUME_FLAGS = ("epochs", "output", "data_dir", "distribute", "verbose", "resume")
-EVAL_FLAGS = ("output", "data_dir", "distribute", "verbose", "eval_only")
+RESUME_FLAGS = ("epochs", "output", "data_dir", "stream_images", "distribute", "verbose", "resume")
+EVAL_FLAGS = ("output", "data_dir", "stream_images", "distribute", "verbose", "eval_only")
 # Flags that do not change what a run trains: where its files are, on how many devices, how
 # much it prints, whether it starts, resumes or evaluates.
 RUN_ONLY = ("resume", "eval_only", "output", "data_dir", "distribute", "verbose")
@@ -124,6 +126,11 @@ OPTIONS = [
           "layout); not for --dataset synthetic (default: Keras' download for CIFAR and "
           "Fashion-MNIST, required for svhn and folder)")),
     ("data", "--image-size", dict(type=int, default=32, help="train and evaluate at this side")),
+    ("data", "--stream-images", dict(default="auto", choices=STREAM_CHOICES,
+     help="--dataset folder: 'on' decodes the images of each batch from disk as it is needed (a "
+          "folder larger than memory trains; training starts once the files are indexed), 'off' "
+          "decodes every image into memory first, 'auto' streams when the decoded images would "
+          "take more than a quarter of the machine's memory")),
     ("data", "--input-normalization", dict(default="train-set", choices=INPUT_NORMALIZATIONS,
      help="scale the pixels to mean 0 and standard deviation 1 per channel with the statistics of "
           "the training images (the --train-fraction subset), inside the saved model; 'none' feeds "

@@ -1,4 +1,5 @@
-"""Input pipelines: batches of uint8 images and one-hot labels from in-memory arrays.
+"""Input pipelines: batches of uint8 images and one-hot labels from in-memory arrays (or from
+image files streamed from disk, `drloc_keras.data.ImageFiles`).
 
 The images are made RGB at the training size once, up front (`prepare_images`), and kept as
 uint8: CIFAR-10 is 150 MB, small enough for any accelerator. A step gathers its batch from
@@ -22,11 +23,26 @@ import keras
 import numpy as np
 
 
+def _streamed(x):
+    from drloc_keras.data import ImageFiles
+
+    return isinstance(x, ImageFiles)
+
+
 def prepare_images(x, image_size=None):
     """`x` as the pipelines hold it: `[N, H, W, 3]` at `image_size` (an int or `(height,
     width)`; None keeps the size). Grey images are repeated over three channels; uint8
     images are resized with antialiasing (`drloc_keras.data.to_rgb_and_resize`). Images
-    of another dtype pass through when they already have the size and three channels."""
+    of another dtype pass through when they already have the size and three channels.
+    Images streamed from disk (`drloc_keras.data.ImageFiles`) pass through as they are:
+    they are decoded at their size when a batch is gathered."""
+    if _streamed(x):
+        size = tuple(x.shape[1:3]) if image_size is None else (
+            (image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
+        if tuple(x.shape[1:3]) != size:
+            raise ValueError(f"images streamed from disk are decoded at {list(x.shape[1:3])}, not at the "
+                             f"requested {list(size)}: load the folder with that image_size")
+        return x
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ValueError(f"`x` must be images [N, H, W, 1 or 3]. Found shape {list(x.shape)}")
@@ -81,14 +97,15 @@ def train_dataset(x, y, num_classes, batch_size, image_size=None, seed=0):
     "labels": one-hot}, one-hot)` (the remainder dropped) and the `EpochSeeds` callback that
     must run with it (it sets the epoch and re-seeds the model's augmentation).
 
-    On the TensorFlow backend a `tf.data` pipeline; on JAX and PyTorch an `ArrayBatches`
-    (no TensorFlow needed), with the same order of images for a seed and an epoch.
+    On the TensorFlow backend a `tf.data` pipeline; on JAX and PyTorch, and for images
+    streamed from disk on every backend, an `ArrayBatches` (no TensorFlow needed), with the
+    same order of images for a seed and an epoch.
     """
     x = prepare_images(x, image_size)
     n = len(x)
     if n < batch_size:
         raise ValueError(f"`batch_size` ({batch_size}) is larger than the training set ({n} images)")
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or _streamed(x):
         batches = ArrayBatches(x, y, num_classes, batch_size, training=True, seed=seed)
         return batches, EpochSeeds(batches.set_epoch, seed)
     import tensorflow as tf
@@ -123,7 +140,7 @@ def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=
     if len(x) == 0:
         raise ValueError("found an empty `x`: there is nothing to evaluate")
     x = prepare_images(x, image_size)
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or _streamed(x):
         return ArrayBatches(x, y, num_classes, batch_size, pad_last_batch=pad_last_batch)
     import tensorflow as tf
 
@@ -159,6 +176,10 @@ class ArrayBatches(keras.utils.PyDataset):
     `shard=(p, k)` each batch is this process's `p`-th of `k` equal slices (data-parallel
     JAX over several processes; the slices then stay NumPy arrays, which JAX assembles
     into the global batch).
+
+    Images streamed from disk (`drloc_keras.data.ImageFiles`) are never held whole: each
+    batch decodes its images (in the files' threads) on the host and is then handed to the
+    step, which moves it to the device.
     """
 
     def __init__(self, x, y, num_classes, batch_size, image_size=None, training=False, seed=0,
@@ -202,10 +223,11 @@ class ArrayBatches(keras.utils.PyDataset):
         else:
             index = (np.arange(start, min(stop, self.padded)) % len(self.x)).astype("int32")
         p, k = self.shard
-        if k > 1:  # this process's slice, from host memory
+        if k > 1 or _streamed(self.x):  # this process's slice, from host memory (or disk)
             share = len(index) // k
             part = index[p * share:(p + 1) * share]
-            images, labels = self.x[part], np.eye(self.num_classes, dtype="float32")[self.y[part]]
+            images = self.x.read(part) if _streamed(self.x) else self.x[part]
+            labels = np.eye(self.num_classes, dtype="float32")[self.y[part]]
             rows = np.arange(start, start + len(index))[p * share:(p + 1) * share]
         else:
             x, onehot = self._arrays()

@@ -30,6 +30,7 @@ import time
 from typing import NamedTuple
 
 import keras
+import numpy as np
 
 from drloc_keras import data as datasets
 from drloc_keras import distribute, pipeline, recipe, run_folder
@@ -42,6 +43,9 @@ from drloc_keras.options import (
     namespace,
 )
 from drloc_keras.run_folder import BEST, CONFIG, CURVES, EVAL, HISTORY, INTERRUPTED, LAST, METRICS, TENSORBOARD
+
+# Images decoded for the channel statistics of a training set streamed from disk.
+STATISTICS_SAMPLE = 2048
 
 
 class Diverged(UsageError):
@@ -84,6 +88,8 @@ def load_data(args, statistics=True):
     # The folder loader needs the size (its images differ); the others are made RGB at the
     # training size below, once, after the subsets are taken.
     size = args.image_size if args.dataset == "folder" else None
+    if args.dataset == "folder":
+        options = dict(stream={"on": True, "off": False, "auto": "auto"}[args.stream_images])
     try:
         dataset = datasets.load_dataset(args.dataset, data_dir=args.data_dir, image_size=size, **options)
     except (datasets.DatasetUnavailableError, datasets.DatasetFormatError, ImportError) as e:
@@ -106,7 +112,11 @@ def load_data(args, statistics=True):
     if statistics and args.input_normalization == "train-set":
         # The statistics of the images the run trains on (the subset, before augmentation),
         # so that any dataset or folder is normalised without a table of constants.
-        stats = recipe.channel_statistics(x_train)
+        if isinstance(x_train, datasets.ImageFiles):  # streamed: a seeded sample is decoded
+            sample = np.random.default_rng(args.seed).permutation(len(x_train))[:STATISTICS_SAMPLE]
+            stats = recipe.channel_statistics(x_train.read(np.sort(sample)))
+        else:
+            stats = recipe.channel_statistics(x_train)
     if args.epoch_images is not None:
         size = pool if args.epoch_images == "full" else args.epoch_images
         if size > len(x_train):

@@ -382,6 +382,58 @@ def test_parallel_decoding_gives_the_images_of_one_thread_and_reports_progress(t
         data.load_image_folder(tmp_path, image_size=16, workers=0)
 
 
+def test_a_streamed_folder_gives_the_in_memory_images_without_decoding_up_front(tmp_path, monkeypatch):
+    """stream=True: the splits are ImageFiles (nothing decoded yet); their subsets, splits
+    and cycled epochs stay ImageFiles, and every read gives the in-memory images."""
+    _noise_folder(tmp_path)
+    memory = data.load_image_folder(tmp_path, image_size=12, workers=2, progress=lambda line: None, stream=False)
+    lines = []
+    streamed = data.load_image_folder(tmp_path, image_size=12, workers=3, progress=lines.append, stream=True)
+    assert any(line.startswith("streaming the images from disk") for line in lines)
+    assert not any(line.startswith("decoding ") for line in lines)
+    for (x, y), (files, labels) in ((memory.train, streamed.train), (memory.test, streamed.test)):
+        assert isinstance(files, data.ImageFiles) and files.shape == x.shape and len(files) == len(x)
+        np.testing.assert_array_equal(labels, y)
+        np.testing.assert_array_equal(files.read(), x)
+        np.testing.assert_array_equal(np.asarray(files), x)
+    x, y = memory.train
+    files, labels = streamed.train
+    np.testing.assert_array_equal(files[5], x[5])
+    index = np.array([7, 0, 7, 30])
+    assert isinstance(files[index], data.ImageFiles)
+    np.testing.assert_array_equal(files[index].read(), x[index])
+    np.testing.assert_array_equal(files.read(index[::-1]), x[index[::-1]])
+    np.testing.assert_array_equal(files[x[:, 0, 0, 0] > 128].read(), x[x[:, 0, 0, 0] > 128])
+    # The loaders' subset, split and cycle give the same images and labels, still on disk.
+    for transform in (lambda a, b: data.class_balanced_subset(a, b, 0.5, seed=1),
+                      lambda a, b: data.class_balanced_split(a, b, 0.25, seed=2)[1],
+                      lambda a, b: data.cycle_to_size(a, b, 50, seed=3)):
+        (want_x, want_y), (got_x, got_y) = transform(x, y), transform(files, labels)
+        assert isinstance(got_x, data.ImageFiles)
+        np.testing.assert_array_equal(got_x.read(), want_x)
+        np.testing.assert_array_equal(got_y, want_y)
+    # "auto" streams when the decoded images would take more than the set share of memory.
+    monkeypatch.setattr(data, "STREAM_ABOVE_MEMORY", 0.0)
+    assert isinstance(data.load_image_folder(tmp_path, image_size=12, progress=lambda line: None).train[0],
+                      data.ImageFiles)
+    monkeypatch.setattr(data, "STREAM_ABOVE_MEMORY", 1.0)
+    assert isinstance(data.load_image_folder(tmp_path, image_size=12, progress=lambda line: None).train[0],
+                      np.ndarray)
+    with pytest.raises(ValueError, match="stream"):
+        data.load_image_folder(tmp_path, image_size=12, stream="yes")
+
+
+def test_a_streamed_unreadable_file_is_named_when_its_batch_is_read(tmp_path):
+    _noise_folder(tmp_path, per_class=4)
+    (tmp_path / "train" / "class1" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)
+    files, labels = data.load_image_folder(tmp_path, image_size=8, workers=2, progress=lambda line: None,
+                                           stream=True).train
+    bad = [i for i, path in enumerate(files.paths) if path.endswith("bad.png")]
+    files.read([0, 1])  # other images decode
+    with pytest.raises(DatasetFormatError, match="bad.png"):
+        files.read([0, bad[0]])
+
+
 def test_an_unreadable_file_is_named_when_decoding_in_parallel(tmp_path):
     _noise_folder(tmp_path, per_class=6)
     (tmp_path / "train" / "class1" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 10)

@@ -174,3 +174,41 @@ def test_array_batches_train_in_the_order_of_the_seed_and_epoch_and_shard_per_pr
                                   x[order[8:16]])
     with pytest.raises(ValueError, match="pad_last_batch"):
         pipeline.ArrayBatches(x, y, 4, 8, training=True, pad_last_batch=True)
+
+
+def _as_numpy(batch):
+    return keras.tree.map_structure(lambda v: keras.ops.convert_to_numpy(v), batch)
+
+
+def test_images_streamed_from_disk_give_the_batches_of_the_same_images_in_memory(tmp_path):
+    """Training and padded evaluation batches of `ImageFiles` (decoded per batch) equal those
+    of the decoded array, on every backend (TensorFlow included: streamed images take the
+    `ArrayBatches` pipeline there too), and a wrong size is refused."""
+    from PIL import Image
+
+    from drloc_keras import data
+
+    x, y = _data(n=20, size=8)
+    paths = []
+    for i, image in enumerate(x):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    files = data.ImageFiles(paths, 8, workers=3)
+    streamed, epoch_seeds = pipeline.train_dataset(files, y, 4, 6, image_size=8, seed=5)
+    assert isinstance(streamed, pipeline.ArrayBatches) and len(streamed) == 3
+    in_memory = pipeline.ArrayBatches(x, y, 4, 6, training=True, seed=5)
+    for epoch in (0, 1):
+        epoch_seeds.set_epoch(epoch)
+        in_memory.set_epoch(epoch)
+        for i in range(len(streamed)):
+            got, want = _as_numpy(streamed[i]), _as_numpy(in_memory[i])
+            np.testing.assert_array_equal(got[0]["images"], want[0]["images"])
+            np.testing.assert_array_equal(got[0]["labels"], want[0]["labels"])
+    evaluation = pipeline.eval_dataset(files, y, 4, 6, image_size=8, pad_last_batch=True)
+    expected = pipeline.ArrayBatches(x, y, 4, 6, pad_last_batch=True)
+    assert len(evaluation) == len(expected) == 4
+    for i in range(len(evaluation)):
+        for got, want in zip(_as_numpy(evaluation[i]), _as_numpy(expected[i])):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="decoded at"):
+        pipeline.train_dataset(files, y, 4, 6, image_size=16)

@@ -355,8 +355,13 @@ def test_mixed_precision_runs_keep_the_loss_finite(precision, tmp_path, restore_
     assert model.heads[0].trunk[0].compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[precision]
 
 
-def test_an_image_folder_of_mixed_sizes_and_modes_trains(tmp_path):
+@pytest.mark.parametrize("stream", ["auto", "on"])
+def test_an_image_folder_of_mixed_sizes_and_modes_trains(tmp_path, stream):
+    """In memory (what "auto" picks for a small folder) and streamed from disk, with the
+    training images' statistics in the saved model either way."""
     from PIL import Image
+
+    from drloc_keras import data, recipe
 
     rng = np.random.default_rng(0)
     for split, count in (("train", 12), ("val", 4)):
@@ -368,11 +373,17 @@ def test_an_image_folder_of_mixed_sizes_and_modes_trains(tmp_path):
                 mode = "L" if i % 2 else "RGB"
                 pixels = rng.integers(0, 256, size=size[::-1] + ((3,) if mode == "RGB" else ()))
                 Image.fromarray(pixels.astype("uint8")).save(folder / f"{i}.png")
-    argv = tiny_argv(tmp_path / "run") + ["--dataset", "folder", "--data-dir", str(tmp_path / "images")]
+    argv = tiny_argv(tmp_path / "run") + ["--dataset", "folder", "--data-dir", str(tmp_path / "images"),
+                                          "--stream-images", stream]
     report = train(argv)
     assert report["epochs"] == 1 and 0.0 <= report["final_top1"] <= 1.0
     model = run_folder.load_model(tmp_path / "run" / "last.keras")
     assert model.num_classes == 2
+    loaded = run.load_data(parse(argv))
+    assert isinstance(loaded.train[0], data.ImageFiles) == (stream == "on")
+    mean, variance = recipe.channel_statistics(np.asarray(loaded.train[0]))
+    layer = model.backbone.get_layer("input_normalization")
+    np.testing.assert_allclose(np.ravel(layer.mean), mean, rtol=1e-5)
 
 
 # === Exact resume ================================================================================
