@@ -41,6 +41,8 @@ def __getattr__(name):
     else:
         raise AttributeError(f"module 'drloc_keras' has no attribute {name!r}")
     globals()[name] = value
+    if _pending:  # Keras came in with this module, while it was still running: register now
+        _register()
     return value
 
 
@@ -48,7 +50,34 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))
 
 
+_pending = False
+
+
+def _initializing():
+    """Whether a drloc_keras module is still running its code (it imported Keras)."""
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               for name, module in list(sys.modules.items()) if name.startswith("drloc_keras."))
+
+
+class _RegisterWhenReady(importlib.abc.MetaPathFinder):
+    """Registers drloc's classes at the first import after the drloc module that brought in
+    Keras has finished (registering while it runs would import it half-done)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if _pending and not _initializing():
+            _register()
+        return None
+
+
 def _register():
+    global _pending
+    if _initializing():
+        _pending = True
+        if not any(isinstance(finder, _RegisterWhenReady) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _RegisterWhenReady())  # before the finders that find modules
+        return
+    _pending = False
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _RegisterWhenReady)]
     try:
         importlib.import_module("drloc_keras.run_folder").register_keras_objects()
     except Exception as e:  # never break the user's `import keras`

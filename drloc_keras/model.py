@@ -502,6 +502,9 @@ class DRLocModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
+        from drloc_keras.run_folder import register_keras_objects
+
+        register_keras_objects()  # the backbone's and the augmentation's classes, whatever was imported
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         if isinstance(config.get("augmentation"), dict):

@@ -30,3 +30,22 @@ def test_a_saved_drloc_model_loads_in_a_new_process(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                             text=True, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_way_of_importing_drloc_registers_its_classes_without_a_warning(tmp_path):
+    """Whichever drloc module is imported first (and so brings in Keras half-way through its
+    own code), `keras.saving.load_model` reads a saved DRLocModel, and nothing warns."""
+    backbone = backbones.get("vit", image_size=8, num_classes=2, patch_size=4, embed_dim=8, depth=1,
+                             num_heads=1)
+    DRLocModel(backbone, sample_size=2, hidden=4).save(tmp_path / "model.keras")
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    for first in ("from drloc_keras import DRLocModel", "from drloc_keras.model import DRLocModel",
+                  "from drloc_keras.augmentation import RandAugment"):
+        code = (f"import warnings; warnings.filterwarnings('error', 'drloc_keras could not register')\n"
+                f"{first}\nimport sys, keras\n"
+                f"model = keras.saving.load_model(sys.argv[1])\n"
+                f"assert type(model).__name__ == 'DRLocModel', type(model)\n")
+        result = subprocess.run([sys.executable, "-c", code,
+                                 str(tmp_path / "model.keras")], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, (first, result.stderr[-3000:])
+        assert "could not register" not in result.stderr, first
