@@ -50,7 +50,11 @@ class Distribution:
         dataset, or a `drloc_keras.pipeline.ArrayBatches`)."""
         from drloc_keras.pipeline import ArrayBatches
 
-        if isinstance(ds, ArrayBatches):  # no TensorFlow
+        if isinstance(ds, ArrayBatches):  # no TensorFlow (or images streamed from disk)
+            if self.kind == MULTI_WORKER:
+                raise UsageError("images streamed from disk (--stream-images) are not split over the workers "
+                                 "of TensorFlow's MultiWorkerMirroredStrategy: use --stream-images off, or "
+                                 "the JAX backend (each process then reads its part of every batch)")
             if self.kind == JAX_DATA_PARALLEL and self.processes > 1:
                 ds.shard = (self.process_index, self.processes)
             return ds
