@@ -212,3 +212,16 @@ def test_images_streamed_from_disk_give_the_batches_of_the_same_images_in_memory
             np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="decoded at"):
         pipeline.train_dataset(files, y, 4, 6, image_size=16)
+
+
+def test_streamed_batches_are_refused_by_multi_worker_tensorflow_and_sharded_for_jax_processes():
+    from drloc_keras import distribute, options
+
+    x, y = _data(n=8)
+    batches = pipeline.ArrayBatches(x, y, 4, 4, training=True)
+    workers = distribute.Distribution(kind=distribute.MULTI_WORKER, processes=2, batch_size=4)
+    with pytest.raises(options.UsageError, match="--stream-images"):
+        workers.prepare_dataset(batches, 2)
+    jax_processes = distribute.Distribution(kind=distribute.JAX_DATA_PARALLEL, processes=2, process_index=1,
+                                            batch_size=4)
+    assert jax_processes.prepare_dataset(batches, 2).shard == (1, 2)
