@@ -474,19 +474,7 @@ class ImageFiles:
 
     def read(self, index=None):
         paths = self.paths if index is None else self.paths[np.asarray(index)]
-        out = np.empty((len(paths), *self.size, 3), np.uint8)
-
-        def decode(i):
-            out[i] = _read_image(paths[i], self.size)
-
-        if self.workers == 1 or len(paths) < 2:
-            for i in range(len(paths)):
-                decode(i)
-        else:
-            with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(paths))) as pool:
-                for future in [pool.submit(decode, i) for i in range(len(paths))]:
-                    future.result()  # an unreadable file raises here, naming the file
-        return out
+        return _decode(paths, self.size, self.workers)
 
     def __array__(self, dtype=None, copy=None):
         images = self.read()
@@ -551,35 +539,42 @@ def _index_image_split(split_dir, class_names, size, require_every_class, progre
 def _decode_all(paths, size, workers, progress, split_dir):
     """Every image of `paths` decoded into one array, with progress lines."""
     meter = _Progress(progress or (lambda line: None))
-    images = np.empty((len(paths), *size, 3), np.uint8)
-
-    def decode(i):
-        images[i] = _read_image(paths[i], size)
 
     def line(seconds, done):
         rate = done / seconds if seconds > 0 else 0.0
         return (f"decoding {split_dir}: {done}/{len(paths)} images ({seconds:.0f} s, {rate:.0f} images/s, "
                 f"{workers} threads)")
 
-    done = 0
+    images = _decode(paths, size, workers, lambda done: meter.tick(lambda s: line(s, done)))
+    meter.done(lambda s: line(s, len(paths)))
+    return images
+
+
+def _decode(paths, size, workers, on_image=None):
+    """The images of `paths` as one uint8 array, decoded by `workers` threads; `on_image`
+    is called with the count decoded so far after each image. The first unreadable file
+    raises, naming the file, and the images not yet started are cancelled."""
+    images = np.empty((len(paths), *size, 3), np.uint8)
+    on_image = on_image or (lambda done: None)
+
+    def decode(i):
+        images[i] = _read_image(paths[i], size)
+
     if workers == 1 or len(paths) < 2:
         for i in range(len(paths)):
             decode(i)
-            done += 1
-            meter.tick(lambda s: line(s, done))
-    else:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(decode, i) for i in range(len(paths))]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    future.result()  # the first unreadable file raises here, naming the file
-                    done += 1
-                    meter.tick(lambda s: line(s, done))
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    meter.done(lambda s: line(s, done))
+            on_image(i + 1)
+        return images
+    with concurrent.futures.ThreadPoolExecutor(min(workers, len(paths))) as pool:
+        futures = [pool.submit(decode, i) for i in range(len(paths))]
+        try:
+            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                future.result()
+                on_image(done)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     return images
 
 

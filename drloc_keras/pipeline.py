@@ -36,18 +36,18 @@ def prepare_images(x, image_size=None):
     of another dtype pass through when they already have the size and three channels.
     Images streamed from disk (`drloc_keras.data.ImageFiles`) pass through as they are:
     they are decoded at their size when a batch is gathered."""
-    if _streamed(x):
-        size = tuple(x.shape[1:3]) if image_size is None else (
-            (image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
+    streamed = _streamed(x)
+    if not streamed:
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+            raise ValueError(f"`x` must be images [N, H, W, 1 or 3]. Found shape {list(x.shape)}")
+    size = tuple(x.shape[1:3]) if image_size is None else (
+        (image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
+    if streamed:
         if tuple(x.shape[1:3]) != size:
             raise ValueError(f"images streamed from disk are decoded at {list(x.shape[1:3])}, not at the "
                              f"requested {list(size)}: load the folder with that image_size")
         return x
-    x = np.asarray(x)
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"`x` must be images [N, H, W, 1 or 3]. Found shape {list(x.shape)}")
-    size = tuple(x.shape[1:3]) if image_size is None else (
-        (image_size, image_size) if isinstance(image_size, int) else tuple(image_size))
     if x.shape[-1] == 3 and tuple(x.shape[1:3]) == size:
         return x
     if x.dtype != np.uint8:
@@ -190,6 +190,7 @@ class ArrayBatches(keras.utils.PyDataset):
         if training and len(x) < batch_size:
             raise ValueError(f"`batch_size` ({batch_size}) is larger than the training set ({len(x)} images)")
         self.x = prepare_images(x, image_size)
+        self.streamed = _streamed(self.x)  # decoded per batch on the host
         self.y = np.asarray(y).astype("int64")
         self.num_classes, self.batch_size = num_classes, batch_size
         self.training, self.seed, self.pad_last_batch = training, int(seed), pad_last_batch
@@ -223,10 +224,10 @@ class ArrayBatches(keras.utils.PyDataset):
         else:
             index = (np.arange(start, min(stop, self.padded)) % len(self.x)).astype("int32")
         p, k = self.shard
-        if k > 1 or _streamed(self.x):  # this process's slice, from host memory (or disk)
+        if k > 1 or self.streamed:  # this process's slice, from host memory (or disk)
             share = len(index) // k
             part = index[p * share:(p + 1) * share]
-            images = self.x.read(part) if _streamed(self.x) else self.x[part]
+            images = self.x.read(part) if self.streamed else self.x[part]
             labels = np.eye(self.num_classes, dtype="float32")[self.y[part]]
             rows = np.arange(start, start + len(index))[p * share:(p + 1) * share]
         else:
