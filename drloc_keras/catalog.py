@@ -53,6 +53,8 @@ REDUCED_ARGS = {
 # The lambda schedules of `drloc_keras.schedules` and the initialisations of the DRLoc head's
 # kernels (`drloc_keras.head`).
 LAMBDA_SCHEDULES = ("constant", "warmup-decay")
+# The learning-rate schedules after the warm-up (drloc_keras.recipe.make_schedule).
+LR_SCHEDULES = ("cosine", "constant")
 HEAD_INITIALIZERS = ("glorot", "trunc_normal")
 
 # The datasets of `drloc_keras.data.load_dataset`.

@@ -35,6 +35,7 @@ LEGACY_DEFAULTS = {
     "lam_total_epochs": 300,
     "val_fraction": 0.0,               # ... before --val-fraction: best.keras chosen on the test set
     "stream_images": "auto",           # ... before --stream-images: in memory (the same images)
+    "lr_schedule": "cosine",           # ... before --lr-schedule: cosine decay
 }
 
 # What `--resume` and `--eval-only` accept besides the run's saved settings: the length of
@@ -165,6 +166,10 @@ OPTIONS = [
     ("recipe", "--decay-all-weights", dict(action=argparse.BooleanOptionalAction, default=False,
      help="apply the weight decay to every variable, as keras.optimizers.AdamW does")),
     ("recipe", "--warmup-epochs", dict(type=int, default=5, help="linear learning-rate warm-up")),
+    ("recipe", "--lr-schedule", dict(default="cosine", choices=catalog.LR_SCHEDULES,
+     help="after the warm-up: cosine decay to 0 at the last epoch (the authors'), or the learning "
+          "rate held constant (the calibration of the run's length, examples/calibrate_steps.py: a "
+          "constant-rate run can be lengthened with --resume --epochs without changing its past)")),
     ("recipe", "--label-smoothing", dict(type=float, default=0.1, help="label smoothing")),
     ("recipe", "--flip", dict(action=argparse.BooleanOptionalAction, default=None,
      help="random horizontal flips (default: on, except for datasets whose class a mirror image "

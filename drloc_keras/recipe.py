@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from drloc_keras import backbones
+from drloc_keras.catalog import LR_SCHEDULES
 from drloc_keras.augmentation import Augmentation, augmenter, mixers  # noqa: F401 (part of the recipe)
 from drloc_keras.model import DRLocModel
 from drloc_keras.optimizers import AdamW
@@ -50,10 +51,18 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
             return ops.where(step < warmup_steps, warm, decayed)
 
 
-def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs):
-    """Linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0 at `epochs`."""
+def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule="cosine"):
+    """Linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0 at `epochs`
+    (`schedule="cosine"`) or `lr` from then on (`schedule="constant"`, whatever `epochs`)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {LR_SCHEDULES}. Found schedule={schedule!r}")
     total = max(1, steps_per_epoch * epochs)
     warmup = min(steps_per_epoch * warmup_epochs, total - 1)
+    if schedule == "constant":  # a cosine that keeps all of its floor (alpha=1) is flat
+        if warmup > 0:
+            return WarmupCosineDecay(initial_learning_rate=0.0, decay_steps=1, warmup_target=lr,
+                                     warmup_steps=warmup, alpha=1.0)
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=1, alpha=1.0)
     if warmup > 0:
         return WarmupCosineDecay(
             initial_learning_rate=0.0,
@@ -64,7 +73,8 @@ def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs):
     return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
 
 
-def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False):
+def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False,
+                   schedule="cosine"):
     """AdamW on `make_schedule`'s learning rate.
 
     Weight decay skips biases, normalisation parameters, position embeddings, class tokens
@@ -72,7 +82,7 @@ def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, dec
     (`drloc_keras.optimizers.AdamW`); `decay_all=True` decays every variable, as
     `keras.optimizers.AdamW` does.
     """
-    schedule = make_schedule(lr, steps_per_epoch, epochs, warmup_epochs)
+    schedule = make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule)
     if decay_all:
         return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     return AdamW(learning_rate=schedule, weight_decay=weight_decay)
@@ -205,7 +215,7 @@ def compile_model(model, args, steps_per_epoch, num_classes):
     metrics."""
     optimizer = make_optimizer(
         scaled_learning_rate(args.lr, args.batch_size), args.weight_decay, steps_per_epoch, args.epochs,
-        args.warmup_epochs, decay_all=args.decay_all_weights,
+        args.warmup_epochs, decay_all=args.decay_all_weights, schedule=args.lr_schedule,
     )
     model.compile(
         optimizer=optimizer,
@@ -218,4 +228,4 @@ def compile_model(model, args, steps_per_epoch, num_classes):
 def learning_rate_schedule(args, steps_per_epoch):
     """The learning-rate schedule of the settings `args`."""
     return make_schedule(scaled_learning_rate(args.lr, args.batch_size), steps_per_epoch, args.epochs,
-                         args.warmup_epochs)
+                         args.warmup_epochs, args.lr_schedule)

@@ -310,11 +310,13 @@ class Run:
         else:
             self.log("  note: this run was saved without its random-generator states; the resumed "
                      "epochs draw other dropout masks and DRLoc pairs than an unstopped run")
-        if args.epochs != self._saved_epochs:
+        if args.epochs != self._saved_epochs and args.lr_schedule == "cosine":
             # A longer run: the cosine decay is stretched over the new length.
             model.optimizer.learning_rate = recipe.learning_rate_schedule(args, data.steps_per_epoch)
             self.log(f"  --epochs {self._saved_epochs} -> {args.epochs}: the learning-rate schedule now "
                      f"decays over {args.epochs} epochs")
+        elif args.epochs != self._saved_epochs:
+            self.log(f"  --epochs {self._saved_epochs} -> {args.epochs}: the learning rate stays constant")
         run_folder.truncate_history(self.out.file(HISTORY), state["epochs_done"])
         self.log(f"resuming {args.output} after epoch {state['epochs_done']} of {args.epochs}")
         return model

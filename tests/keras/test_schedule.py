@@ -30,3 +30,20 @@ def test_make_optimizer_warms_up_then_decays_to_zero_and_round_trips():
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(restored._learning_rate, training.WarmupCosineDecay)
     assert [float(keras.ops.convert_to_numpy(restored._learning_rate(s))) for s in range(41)] == values
+
+
+@pytest.mark.parametrize("warmup_epochs", [0, 2])
+def test_constant_schedule_warms_up_then_holds_the_rate_past_the_last_epoch(warmup_epochs):
+    schedule = training.make_schedule(0.01, steps_per_epoch=10, epochs=4, warmup_epochs=warmup_epochs,
+                                      schedule="constant")
+    values = [float(keras.ops.convert_to_numpy(schedule(s))) for s in range(100)]
+    warm = 10 * warmup_epochs
+    assert values[warm:] == pytest.approx([0.01] * (100 - warm))  # also after `epochs` (40 steps)
+    assert all(a < b for a, b in zip(values[:warm], values[1:warm + 1]))
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert [float(keras.ops.convert_to_numpy(restored(s))) for s in range(100)] == values
+
+
+def test_make_schedule_names_the_allowed_schedules():
+    with pytest.raises(ValueError, match="schedule.*cosine.*constant.*'linear'"):
+        training.make_schedule(0.01, 10, 4, 1, schedule="linear")
