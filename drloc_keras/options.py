@@ -20,6 +20,7 @@ from drloc_keras import catalog
 MIXED_PRECISION = {"none": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 INPUT_NORMALIZATIONS = ("train-set", "none")
 STREAM_CHOICES = ("auto", "on", "off")
+OFFSETS = ("absolute", "signed")
 
 # Settings added after runs were first saved, with the value those runs trained with, so
 # that an old run folder still resumes and evaluates as it trained.
@@ -36,6 +37,7 @@ LEGACY_DEFAULTS = {
     "val_fraction": 0.0,               # ... before --val-fraction: best.keras chosen on the test set
     "stream_images": "auto",           # ... before --stream-images: in memory (the same images)
     "lr_schedule": "cosine",           # ... before --lr-schedule: cosine decay
+    "offsets": "absolute",             # ... before --offsets: absolute offsets
 }
 
 # What `--resume` and `--eval-only` accept besides the run's saved settings: the length of
@@ -108,6 +110,9 @@ OPTIONS = [
      help="warmup-decay: the epoch at which lambda has decayed to 0 (the authors' value; their runs "
           "stop at epoch 100)")),
     ("model", "--mode", dict(default=drloc_ref.MODE, choices=drloc_ref.MODES, help="the DRLoc loss")),
+    ("model", "--offsets", dict(default="absolute", choices=OFFSETS,
+     help="what the DRLoc head predicts: the absolute offset |p - q| between two tokens (the "
+          "authors' --use_abs, their best in the paper's ablation) or the signed offset p - q")),
     ("model", "--sample-size", dict(type=int, default=drloc_ref.SAMPLE_SIZE, help="pairs per image and feature map (m)")),
     ("model", "--head-hidden", dict(type=head_hidden_type, default=drloc_ref.HIDDEN, metavar="N|auto",
      help="width of the DRLoc head's MLP: the authors' 512, or 'auto': twice the channels of the "

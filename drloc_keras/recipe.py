@@ -197,7 +197,7 @@ def build_model(args, num_classes, steps_per_epoch, input_stats=None):
     return DRLocModel(
         backbone, lam=args.lam, lam_schedule=args.lam_schedule, warmup_epochs=args.lam_warmup_epochs,
         total_epochs=args.lam_total_epochs, mode=args.mode, sample_size=args.sample_size,
-        hidden=args.head_hidden, head_initializer=args.head_init,
+        use_abs=args.offsets == "absolute", hidden=args.head_hidden, head_initializer=args.head_init,
         feature_maps="all" if args.multiscale else "last", steps_per_epoch=steps_per_epoch, seed=args.seed,
         augmentation=augmentation(args),
     )

@@ -155,28 +155,31 @@ def markdown_table(rows, metric="final_top1", preferred=(), settings=None):
         "over seeds (sample standard deviation; a single seed shows its value alone); n is the "
         "number of seeds. Δ is the mean with DRLoc minus the mean without. Paired Δ: the "
         "difference with minus without seed by seed (both cells of a seed train on the same "
-        "subset from the same initialisation seed), mean ± standard deviation; better: in how "
-        "many of those seeds DRLoc scored higher.",
+        "subset from the same initialisation seed), mean ± standard deviation, and its 95% "
+        "confidence interval (Student's t over the seeds); better: in how many of those seeds "
+        "DRLoc scored higher.",
         "",
     ]
     if settings:
         lines += [f"Settings: {settings}", ""]
     lines += [
-        "| backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ | paired Δ | better |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ | paired Δ | 95% CI | better |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for entry in comparison(stats, preferred, paired_differences(rows, metric)):
         without, n_without = _cell_text(entry["without"])
         with_, n_with = _cell_text(entry["with"])
         lam = "-" if entry["lam"] is None else f"{entry['lam']:g}"
         diff = "-" if entry["difference"] is None else f"{entry['difference']:+.2f}"
-        paired, better = "-", "-"
+        paired, interval, better = "-", "-", "-"
         if entry["paired"]:
             mean, std = mean_std(entry["paired"])
             paired = f"{mean:+.2f} ± {std:.2f}" if len(entry["paired"]) > 1 else f"{mean:+.2f}"
-            better = f"{sum(d > 0 for d in entry['paired'])}/{len(entry['paired'])}"
+            _, half, higher, n = paired_summary(entry["paired"])
+            interval = "-" if half is None else f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+            better = f"{higher}/{n}"
         lines.append(f"| {entry['backbone']} | {entry['fraction']:g} | {lam} | {without} | "
-                     f"{n_without} | {with_} | {n_with} | {diff} | {paired} | {better} |")
+                     f"{n_without} | {with_} | {n_with} | {diff} | {paired} | {interval} | {better} |")
     return "\n".join(lines) + "\n"
 
 

@@ -285,7 +285,7 @@ class Run:
         self.dist.prepare_model(model)
         self.parameters = int(sum(math.prod(v.shape) for v in model.backbone.trainable_variables))
         self.log(f"{args.backbone}: {self.parameters / 1e6:.2f}M parameters; DRLoc lambda {args.lam:g} "
-                 f"({args.lam_schedule}), mode {args.mode}, {args.sample_size} pairs per image, "
+                 f"({args.lam_schedule}), mode {args.mode}, offsets {args.offsets}, {args.sample_size} pairs per image, "
                  f"head width {args.head_hidden}")
         if args.lam_schedule != "constant" and model.drloc_enabled:
             self.log("  " + describe_lambda_schedule(args))

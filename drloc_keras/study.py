@@ -278,10 +278,10 @@ def result_row(cell_folder_name, metrics):
     }
 
 
-def update_results(path, cells, carried=None):
+def update_results(path, cells, carried=None, export=None):
     """Rewrite results.csv: the finished cells of the grid, the rows `carried` over from
     `--continue-from` for cells that have no finished run here, and the rows of other cells
-    that an earlier study with another grid left there."""
+    that an earlier study with another grid left there; the same rows to `export` too."""
     rows = {}
     carried = carried or {}
     if os.path.exists(path):
@@ -294,6 +294,9 @@ def update_results(path, cells, carried=None):
         elif cell.name in carried:
             rows[cell.name] = carried[cell.name]
     write_results(path, list(rows.values()))
+    if export:
+        os.makedirs(os.path.dirname(os.path.abspath(export)), exist_ok=True)
+        write_results(export, list(rows.values()))
     return list(rows.values())
 
 
@@ -404,6 +407,10 @@ def parse_args(argv=None):
                         "docs/results/): its cells with the same settings are not trained again, "
                         "and their rows join OUTPUT/results.csv, so a study can be finished over "
                         "several sessions on fresh machines")
+    g.add_argument("--export", default=None, metavar="CSV",
+                   help="after every cell, write OUTPUT/results.csv's rows to CSV too (e.g. "
+                        "docs/results/<study>.csv, to be committed as the study goes; pass the same "
+                        "file to --continue-from to go on from it in a later session)")
     g.add_argument("--aggregate-only", action="store_true",
                    help="write results.md and results.png from results.csv and train nothing")
     g.add_argument("--list", action="store_true", help="print the cells and their state, train nothing")
@@ -559,7 +566,7 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending, carried):
     finally:
         keras.backend.clear_session()
     durations.append(((cell.backbone, cell.fraction), time.time() - cell_start))
-    update_results(os.path.join(args.output, "results.csv"), cells, carried)
+    update_results(os.path.join(args.output, "results.csv"), cells, carried, args.export)
 
 
 def main(argv=None):
@@ -638,7 +645,7 @@ def main(argv=None):
     except KeyboardInterrupt:  # between two cells, or while one is set up
         report["interrupted"] = True
 
-    rows = update_results(csv_path, cells, carried)
+    rows = update_results(csv_path, cells, carried, args.export)
     if rows:
         report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
     if report["interrupted"]:

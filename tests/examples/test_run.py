@@ -124,6 +124,17 @@ def test_head_flags_and_the_printed_lambda_schedule(tmp_path, capsys):
     head = model.heads[0]
     assert head.units == 2 * head.channels and head.initializer == "trunc_normal"
     assert model.warmup_epochs == 1 and model.total_epochs == 3
+    assert model.use_abs and head.use_abs  # absolute offsets by default
+
+
+def test_signed_offsets_give_the_head_2k_minus_1_classes_per_axis(tmp_path, capsys):
+    train(tiny_argv(tmp_path, extra=["--lam", "0.5", "--mode", "ce", "--offsets", "signed"]))
+    assert "offsets signed" in capsys.readouterr().out
+    model = run_folder.load_model(tmp_path / "last.keras")
+    head = model.heads[0]
+    assert not model.use_abs and not head.use_abs
+    rows, cols = head.offset_classifiers
+    assert (rows.units, cols.units) == (2 * head.height - 1, 2 * head.width - 1)
 
 
 def test_weight_decay_leaves_out_biases_unless_asked(tmp_path):

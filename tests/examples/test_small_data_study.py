@@ -59,6 +59,7 @@ class FakeTrain:
     def __init__(self, fail=(), interrupt=()):
         self.calls = []
         self.fail, self.interrupt = set(fail), set(interrupt)
+        self.before = None  # called with each cell's name before it "trains"
 
     @staticmethod
     def top1(args):
@@ -71,6 +72,8 @@ class FakeTrain:
                 args = options.namespace({**json.load(f), "output": args.output, "resume": True})
         name = os.path.basename(args.output)
         self.calls.append((name, list(argv)))
+        if self.before is not None:
+            self.before(name)
         os.makedirs(args.output, exist_ok=True)
         if not args.resume:
             with open(os.path.join(args.output, "config.json"), "w") as f:
@@ -206,6 +209,24 @@ def test_continue_from_a_committed_csv_trains_only_the_missing_cells(tmp_path, f
     assert "2 row(s) with other settings ignored" in capsys.readouterr().out
 
 
+def test_export_keeps_a_committed_csv_current_cell_by_cell_and_continues_from_it(tmp_path, fake):
+    """`--export F --continue-from F`: the same command in a later session on a fresh machine
+    (another --output) trains only what F lacks, and F gains each cell as it finishes."""
+    committed = tmp_path / "docs" / "study.csv"
+    study.main(tiny_study_argv(tmp_path / "first", seeds=("0",), extra=["--export", str(committed)]))
+    assert sorted(row["cell"] for row in read_csv(committed)) == ["vit-lam0-frac1-seed0", "vit-lam0.5-frac1-seed0"]
+    seen = []
+    fake.before = lambda name: seen.append(sorted(row["cell"] for row in read_csv(committed)))
+    fake.calls.clear()
+    study.main(tiny_study_argv(tmp_path / "second", seeds=("0", "1"),
+                               extra=["--export", str(committed), "--continue-from", str(committed)]))
+    assert sorted(name for name, _ in fake.calls) == ["vit-lam0-frac1-seed1", "vit-lam0.5-frac1-seed1"]
+    # While the second new cell trained, the export already held the first.
+    assert seen[-1] == ["vit-lam0-frac1-seed0", "vit-lam0-frac1-seed1", "vit-lam0.5-frac1-seed0"]
+    assert len(read_csv(committed)) == 4
+    assert read_csv(committed) == read_csv(tmp_path / "second" / "results.csv")
+
+
 def test_continue_from_a_missing_file_is_refused(tmp_path, fake, capsys):
     with pytest.raises(SystemExit) as exit_info:
         study.main(tiny_study_argv(tmp_path, extra=["--continue-from", str(tmp_path / "none.csv")]))
@@ -317,10 +338,12 @@ def test_aggregate_only_writes_the_table_and_the_plot(tmp_path, fake):
     lines = [line for line in table.splitlines() if line.startswith("| vit") or line.startswith("| resnet50")]
     assert lines == [
         # Paired: seeds 0, 1, 2 give +11, +10, +9; at fraction 1 seed 2 has no baseline.
-        "| vit | 0.1 | 0.5 | 40.00 ± 2.00 | 3 | 50.00 ± 1.00 | 3 | +10.00 | +10.00 ± 1.00 | 3/3 |",
-        "| vit | 1 | 0.5 | 65.00 ± 7.07 | 2 | 80.00 ± 5.00 | 3 | +15.00 | +12.50 ± 3.54 | 2/2 |",
-        "| resnet50 | 0.1 | 0.5 | - | 0 | 55.00 | 1 | - | - | - |",
-        "| resnet50 | 1 | - | 90.00 | 1 | - | 0 | - | - | - |",
+        # 95% CI: mean +- t * std / sqrt(n), t = 4.303 (2 df): 10 +- 2.48; t = 12.706 (1 df):
+        # 12.5 +- 12.706 * 3.536 / 1.414 = 12.5 +- 31.77.
+        "| vit | 0.1 | 0.5 | 40.00 ± 2.00 | 3 | 50.00 ± 1.00 | 3 | +10.00 | +10.00 ± 1.00 | [+7.5, +12.5] | 3/3 |",
+        "| vit | 1 | 0.5 | 65.00 ± 7.07 | 2 | 80.00 ± 5.00 | 3 | +15.00 | +12.50 ± 3.54 | [-19.3, +44.3] | 2/2 |",
+        "| resnet50 | 0.1 | 0.5 | - | 0 | 55.00 | 1 | - | - | - | - |",
+        "| resnet50 | 1 | - | 90.00 | 1 | - | 0 | - | - | - | - |",
     ]
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == PNG_MAGIC and len(png) > 10_000
