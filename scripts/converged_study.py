@@ -1,0 +1,373 @@
+"""The converged study of docs/results.md: does DRLoc help baselines that have finished learning?
+
+    python scripts/converged_study.py calibrate --jobs 2   # how many steps each baseline needs
+    python scripts/converged_study.py grid --jobs 2        # backbones x lambda x fraction x seeds
+    python scripts/converged_study.py ablation --jobs 2    # lambda, m, loss, offsets, schedule
+    python scripts/converged_study.py heads                # what the heads learned
+    python scripts/converged_study.py report               # docs/results/converged/summary.md
+    python scripts/converged_study.py all --jobs 2 --hours 2.5
+
+Every part is a list of jobs, each one command of examples/calibrate_steps.py or
+examples/small_data_study.py, run `--jobs` at a time as subprocesses of one thread each (on a small
+CPU two one-thread processes train about twice as fast as one process of two threads). The
+results are written under docs/results/converged/ as they come: each study job exports its
+results.csv there after every cell (`--export`) and continues from it (`--continue-from`), so the
+same command in a later session, on a fresh machine with only the committed files, trains only
+the cells that are missing. `--hours` stops starting jobs after that time and stops the running
+ones (Ctrl-C: each keeps its finished cells) so that a session can end cleanly. Each job's
+wall time is appended to docs/results/converged/wall-times.csv.
+
+The grid needs the calibration: each backbone trains, with and without DRLoc, the number of steps
+at which its baseline plateaued (`drloc_keras.calibration`), the largest over the calibration runs
+of its dataset. The ablation runs on one cell (`--ablation`, default ViT on Fashion-MNIST at 1%)
+and is compared seed by seed with the grid's lambda-0 runs of that cell.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from drloc_keras import catalog, results  # noqa: E402
+
+RESULTS = os.path.join("docs", "results", "converged")
+RUNS = os.path.join("runs", "converged")
+BACKBONES = ("vit", "swin", "resnet50", "cvt")  # cheapest first
+FASHION_DIR = os.environ.get("DRLOC_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
+
+# The datasets of the study: the study's flags, the flags of every run, and the grid's
+# (fraction, seeds) and images per epoch (every fraction of a dataset the same steps per epoch).
+DATASETS = {
+    "fashion": {
+        "study": ["--dataset", "fashion_mnist", "--data-dir", FASHION_DIR],
+        "train": ["--val-fraction", "0.02", "--no-randaugment", "--mixup", "0", "--cutmix", "0",
+                  "--random-erasing", "0"],
+        "calibration_fractions": ["0.05", "0.01"],
+        "calibration_epoch_images": 1600,
+        "grid": [("0.01", range(5)), ("0.05", range(3))],
+        "epoch_images": 2944,  # 92 steps of 32: the 5% subset (2940 images) and the 1% one, cycled
+    },
+    "synthetic": {
+        "study": ["--dataset", "synthetic"],
+        "train": ["--val-fraction", "0.2", "--synthetic-train-size", "2500", "--synthetic-test-size", "2000"],
+        "calibration_fractions": ["1"],
+        "calibration_epoch_images": 1600,
+        "grid": [("1", range(3))],
+        "epoch_images": 1984,  # 62 steps of 32: the 2000 training images
+    },
+}
+BATCH = 32
+
+# The ablation: one change each against the grid's settings (lambda the family default, m = 64,
+# l1, absolute offsets, constant lambda), 3 seeds, compared with the grid's lambda-0 runs.
+def ablation_variants(backbone, epochs):
+    default = catalog.default_lambda(backbone)
+    variants = {f"lam{lam:g}": ([f"{lam:g}"], []) for lam in (0.1, 0.5, 1.0) if lam != default}
+    variants.update({
+        "m16": (["default"], ["--sample-size", "16"]),
+        "m256": (["default"], ["--sample-size", "256"]),
+        "ce": (["default"], ["--mode", "ce"]),
+        "cbr": (["default"], ["--mode", "cbr"]),
+        "signed": (["default"], ["--offsets", "signed"]),
+        # The authors' schedule scaled to the run: warm-up over a fifth of it, decay toward 3x
+        # its length (their 20 and 300 epochs of a 100-epoch run).
+        "warmup-decay": (["default"], ["--lam-schedule", "warmup-decay", "--lam-warmup-epochs",
+                                       str(max(1, round(epochs / 5))), "--lam-total-epochs", str(3 * epochs)]),
+    })
+    return variants
+
+
+def path(*parts):
+    return os.path.join(ROOT, *parts)
+
+
+# --- Jobs --------------------------------------------------------------------------------------
+
+
+class Job:
+    def __init__(self, name, argv, after=None):
+        self.name, self.argv, self.after = name, argv, after
+        self.process = self.started = self.log = None
+
+
+def calibration_jobs(args):
+    jobs = []
+    for name, spec in DATASETS.items():
+        output = path("runs", f"calibration-{name}")
+
+        steps = calibrated_steps(name)
+        if steps and all(steps.get(b) for b in args.backbones):
+            print(f"calibration: {name} is calibrated for {', '.join(args.backbones)} "
+                  f"({os.path.relpath(path(RESULTS), ROOT)}): skipped")
+            continue
+
+        def publish(output=output, name=name):
+            for suffix in ("calibration.csv", "curves.csv", "calibration.png"):
+                source = os.path.join(output, suffix)
+                if os.path.exists(source):
+                    os.makedirs(path(RESULTS), exist_ok=True)
+                    _copy(source, path(RESULTS, f"calibration-{name}-{suffix}"))
+
+        argv = [sys.executable, path("examples", "calibrate_steps.py"), "--output", output, *spec["study"],
+                "--fractions", *spec["calibration_fractions"], "--seeds", "0", "--backbones", *args.backbones,
+                "--epochs", str(args.calibration_epochs), "--epoch-images", str(spec["calibration_epoch_images"]),
+                "--warmup-epochs", "1", "--batch-size", str(BATCH), "--verbose", "2", "--", *spec["train"]]
+        jobs.append(Job(f"calibration-{name}", argv, publish))
+    return jobs
+
+
+def _copy(source, target):
+    with open(source, "rb") as f:
+        data = f.read()
+    tmp = target + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, target)
+
+
+def calibrated_steps(dataset):
+    """{backbone: steps or None} from the committed calibration of `dataset`."""
+    from drloc_keras import calibration
+
+    file = path(RESULTS, f"calibration-{dataset}-calibration.csv")
+    if not os.path.exists(file):
+        return {}
+    with open(file, newline="") as f:
+        return calibration.study_steps(list(csv.DictReader(f)))
+
+
+def grid_epochs(dataset, backbone):
+    steps = calibrated_steps(dataset).get(backbone)
+    if not steps:
+        return None
+    return max(2, math.ceil(steps / (DATASETS[dataset]["epoch_images"] // BATCH)))
+
+
+def study_job(name, dataset, backbone, fraction, seeds, lams, epochs, extra=()):
+    spec = DATASETS[dataset]
+    export = path(RESULTS, f"{name}.csv")
+    argv = [sys.executable, path("examples", "small_data_study.py"), "--output", path(RUNS, name),
+            *spec["study"], "--backbones", backbone, "--lams", *lams, "--fractions", fraction,
+            "--seeds", *map(str, seeds), "--epochs", str(epochs), "--epoch-images", str(spec["epoch_images"]),
+            "--warmup-epochs", "1", "--batch-size", str(BATCH), "--verbose", "2", "--export", export]
+    if os.path.exists(export):
+        argv += ["--continue-from", export]
+    return Job(name, argv + ["--", *spec["train"], *extra])
+
+
+def grid_jobs(args):
+    jobs = []
+    for dataset, spec in DATASETS.items():
+        for fraction, seeds in spec["grid"]:
+            for backbone in args.backbones:
+                epochs = grid_epochs(dataset, backbone)
+                if epochs is None:
+                    print(f"grid: {backbone} on {dataset} is not calibrated yet (run `calibrate`): skipped")
+                    continue
+                jobs.append(study_job(f"grid-{dataset}-{fraction}-{backbone}", dataset, backbone, fraction,
+                                      seeds, ["0", "default"], epochs))
+    # Interleaved by backbone, so that the cheap ones finish first.
+    return sorted(jobs, key=lambda j: [b in j.name for b in args.backbones].index(True))
+
+
+def ablation_jobs(args):
+    dataset, fraction, backbone = args.ablation
+    epochs = grid_epochs(dataset, backbone)
+    if epochs is None:
+        print(f"ablation: {backbone} on {dataset} is not calibrated yet: nothing to run")
+        return []
+    return [study_job(f"ablation-{dataset}-{fraction}-{backbone}-{variant}", dataset, backbone, fraction,
+                      range(3), lams, epochs, extra)
+            for variant, (lams, extra) in ablation_variants(backbone, epochs).items()]
+
+
+def heads_jobs(args):
+    """visualize_drloc.py on the seed-0 DRLoc run of each grid job whose run folder is here."""
+    jobs = []
+    for dataset, spec in DATASETS.items():
+        fraction = spec["grid"][0][0]
+        for backbone in args.backbones:
+            lam = catalog.default_lambda(backbone)
+            folder = path(RUNS, f"grid-{dataset}-{fraction}-{backbone}",
+                          f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0")
+            target = path(RESULTS, f"offsets-{dataset}-{backbone}.png")
+            if not os.path.exists(os.path.join(folder, "metrics.json")) or os.path.exists(target):
+                continue
+            argv = [sys.executable, path("examples", "visualize_drloc.py"), folder, "--images", "256",
+                    "--output", target]
+            jobs.append(Job(f"offsets-{dataset}-{backbone}", argv))
+    return jobs
+
+
+def run_jobs(jobs, workers, deadline):
+    """Run `jobs`, `workers` at a time; at `deadline` (time.time()) stop them with Ctrl-C."""
+    os.makedirs(path(RUNS, "logs"), exist_ok=True)
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    pending, running, stopping = list(jobs), [], False
+    while pending or running:
+        if not stopping and deadline is not None and time.time() > deadline:
+            stopping = True
+            print(f"--hours reached: stopping {len(running)} running job(s); {len(pending)} not started", flush=True)
+            for job in running:
+                job.process.send_signal(signal.SIGINT)
+            pending = []
+        while pending and len(running) < workers and not stopping:
+            job = pending.pop(0)
+            job.log = open(path(RUNS, "logs", f"{job.name}.log"), "a")
+            job.log.write(f"\n$ {' '.join(shlex.quote(a) for a in job.argv)}\n")
+            job.log.flush()
+            job.started = time.time()
+            job.process = subprocess.Popen(job.argv, cwd=ROOT, env=env, stdout=job.log, stderr=subprocess.STDOUT)
+            print(f"started {job.name} (log {os.path.relpath(job.log.name, ROOT)})", flush=True)
+            running.append(job)
+        time.sleep(5)
+        for job in list(running):
+            code = job.process.poll()
+            if code is None:
+                continue
+            running.remove(job)
+            job.log.close()
+            seconds = time.time() - job.started
+            if job.after is not None:
+                job.after()
+            _record_wall_time(job, seconds, code)
+            print(f"finished {job.name}: exit {code} in {seconds / 60:.1f} min", flush=True)
+
+
+def _record_wall_time(job, seconds, code):
+    file = path(RESULTS, "wall-times.csv")
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    new = not os.path.exists(file)
+    with open(file, "a", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if new:
+            writer.writerow(["finished", "job", "minutes", "exit", "machine"])
+        writer.writerow([time.strftime("%Y-%m-%d %H:%M"), job.name, f"{seconds / 60:.1f}", code,
+                         f"{os.cpu_count()} cores"])
+
+
+# --- The report ------------------------------------------------------------------------------
+
+
+def read_exports(prefix):
+    rows = []
+    for name in sorted(os.listdir(path(RESULTS))) if os.path.isdir(path(RESULTS)) else []:
+        if name.startswith(prefix) and name.endswith(".csv"):
+            for row in results.read_results(path(RESULTS, name)):
+                rows.append({**row, "file": name})
+    return rows
+
+
+def ablation_table(args):
+    """Each variant seed by seed against the grid's lambda-0 runs of the same cell."""
+    dataset, fraction, backbone = args.ablation
+    grid = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}") if float(r["lam"]) == 0]
+    baseline = {int(r["seed"]): 100 * r["final_top1"] for r in grid}
+    grid_drloc = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}")
+                  if float(r["lam"]) != 0 and int(r["seed"]) < 3]
+    lines = [f"Ablation on {backbone}, {dataset}, fraction {fraction}: each variant against the grid's "
+             f"lambda-0 runs of the same seeds (test top-1 %, paired difference and 95% interval).", "",
+             "| variant | n | with DRLoc | paired Δ [95% CI] | seeds higher |", "| --- | ---: | ---: | ---: | ---: |"]
+    prefix = f"ablation-{dataset}-{fraction}-{backbone}-"
+    variants = [("grid (λ default, m 64, l1, absolute, constant)", grid_drloc)]
+    for name in sorted({r["file"] for r in read_exports(prefix)}):
+        variants.append((name[len(prefix):-len(".csv")], read_exports(name)))
+    for label, rows in variants:
+        diffs = [100 * r["final_top1"] - baseline[int(r["seed"])] for r in rows if int(r["seed"]) in baseline]
+        if not diffs:
+            continue
+        mean, half, higher, n = results.paired_summary(diffs)
+        top, std = results.mean_std([100 * r["final_top1"] for r in rows])
+        interval = "-" if half is None else f"[{mean - half:+.2f}, {mean + half:+.2f}]"
+        lines.append(f"| {label} | {n} | {top:.2f} ± {std:.2f} | {mean:+.2f} {interval} | {higher}/{n} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(args):
+    parts = ["# The converged study: results so far", "",
+             "Written by `python scripts/converged_study.py report` from the CSV files beside it.", ""]
+    for dataset in DATASETS:
+        steps = calibrated_steps(dataset)
+        if steps:
+            parts += [f"## Calibration, {dataset}", "",
+                      "| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |"]
+            parts += [f"| {b} | {s or 'not plateaued yet'} | {grid_epochs(dataset, b) or '-'} |" for b, s in steps.items()]
+            parts.append("")
+        rows = read_exports(f"grid-{dataset}-")
+        if rows:
+            table = results.markdown_table(rows, "final_top1", BACKBONES).split("\n", 2)[2]
+            parts += [f"## Grid, {dataset}", "", table]
+    if read_exports("ablation-"):
+        parts += ["## Ablation", "", ablation_table(args)]
+    heads = []
+    for dataset in DATASETS:
+        for backbone in BACKBONES:
+            file = path(RESULTS, f"offsets-{dataset}-{backbone}.json")
+            if os.path.exists(file):
+                with open(file) as f:
+                    found = json.load(f)
+                for h in found["heads"]:
+                    heads.append(f"| {dataset} | {backbone} | {h['grid'][0]}x{h['grid'][1]} | {h['mode']} | "
+                                 f"{h['mae_rows']:.3f} / {h['constant_guess_mae_rows']:.3f} | "
+                                 f"{h['mae_columns']:.3f} / {h['constant_guess_mae_columns']:.3f} |")
+    if heads:
+        parts += ["## What the heads learned", "",
+                  "Mean absolute error of the predicted offset (feature-map cells) against that of a constant "
+                  "guess (the mean true offset), seed 0 of the smallest fraction, `examples/visualize_drloc.py`.",
+                  "", "| dataset | backbone | grid | loss | rows: head / constant | columns: head / constant |",
+                  "| --- | --- | --- | --- | ---: | ---: |", *heads, ""]
+    text = "\n".join(parts) + "\n"
+    os.makedirs(path(RESULTS), exist_ok=True)
+    with open(path(RESULTS, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("part", choices=["calibrate", "grid", "ablation", "heads", "report", "all"])
+    p.add_argument("--jobs", type=int, default=2, help="jobs at a time (one thread each)")
+    p.add_argument("--hours", type=float, default=None, help="stop starting and running jobs after this long")
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--calibration-epochs", type=int, default=40,
+                   help="epochs of each calibration run (a later, larger value lengthens them)")
+    p.add_argument("--results", default=RESULTS, help="where the results are kept (committed)")
+    p.add_argument("--runs", default=RUNS, help="where the study jobs train (their run folders and logs)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of the jobs, run nothing")
+    p.add_argument("--ablation", nargs=3, default=["fashion", "0.01", "vit"], metavar=("DATASET", "FRACTION", "BACKBONE"),
+                   help="the cell of the ablation")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1; found {args.jobs}")
+    if args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES:
+        p.error(f"--ablation: a dataset of {sorted(DATASETS)}, a fraction and a backbone of {BACKBONES}")
+    globals().update(RESULTS=args.results, RUNS=args.runs)
+    deadline = None if args.hours is None else time.time() + 3600 * args.hours
+    makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "ablation": ablation_jobs, "heads": heads_jobs}
+    for part in (["calibrate", "grid", "ablation", "heads"] if args.part == "all" else
+                 [args.part] if args.part != "report" else []):
+        if deadline is not None and time.time() > deadline:
+            break
+        jobs = makers[part](args)
+        if args.dry_run:
+            for job in jobs:
+                print(f"{job.name}: {' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a) for a in job.argv)}")
+            continue
+        run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
+    if not args.dry_run:
+        report(args)
+
+
+if __name__ == "__main__":
+    main()

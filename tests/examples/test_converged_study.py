@@ -1,0 +1,55 @@
+"""scripts/converged_study.py: the jobs it would run, from a committed calibration (--dry-run)."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "scripts", "converged_study.py")
+
+
+def dry_run(part, results, *extra):
+    out = subprocess.run([sys.executable, SCRIPT, part, "--dry-run", "--results", str(results),
+                          "--runs", str(results / "runs"), *extra],
+                         capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=dict(os.environ, KERAS_BACKEND="jax")).stdout
+    return [line for line in out.splitlines() if ": " in line and "examples/" in line]
+
+
+def write_calibration(results, dataset, rows):
+    results.mkdir(parents=True, exist_ok=True)
+    lines = ["cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps"]
+    lines += [f"c{i},{b},0.05,0,{dataset},40,91,{steps // 91 if steps else ''},{steps or ''}"
+              for i, (b, steps) in enumerate(rows)]
+    (results / f"calibration-{dataset}-calibration.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_grid_trains_each_calibrated_backbone_its_largest_plateau_and_skips_the_others(tmp_path):
+    results = tmp_path / "results"
+    write_calibration(results, "fashion", [("vit", 1000), ("vit", 1500), ("cvt", 900), ("cvt", None)])
+    jobs = dry_run("grid", results)
+    names = [line.split(":")[0] for line in jobs]
+    assert names == ["grid-fashion-0.01-vit", "grid-fashion-0.05-vit"]  # cvt has a run without a plateau
+    first = jobs[0]
+    # 1500 steps at 92 a step-epoch (2944 images of 32): 17 epochs, the same for both fractions.
+    assert "--epochs 17 --epoch-images 2944" in first and "--epochs 17" in jobs[1]
+    assert "--seeds 0 1 2 3 4" in first and "--seeds 0 1 2 --" in jobs[1]
+    assert "--lams 0 default" in first and f"--export {results}/grid-fashion-0.01-vit.csv" in first
+    assert "--continue-from" not in first
+    (results / "grid-fashion-0.01-vit.csv").write_text("settings,cell\n")
+    assert f"--continue-from {results}/grid-fashion-0.01-vit.csv" in dry_run("grid", results)[0]
+
+
+def test_the_ablation_changes_one_setting_per_job_against_the_grid(tmp_path):
+    results = tmp_path / "results"
+    write_calibration(results, "fashion", [("vit", 1840)])  # 20 epochs of 92 steps
+    jobs = dry_run("ablation", results)
+    names = [line.split(":")[0].rsplit("-", 1)[-1] if "warmup" not in line.split(":")[0] else "warmup-decay"
+             for line in jobs]
+    assert names == ["lam0.1", "lam1", "m16", "m256", "ce", "cbr", "signed", "warmup-decay"]
+    for line in jobs:
+        assert "--seeds 0 1 2 " in line and "--epochs 20 " in line and "--lams 0 " not in line
+    by_name = dict(zip(names, jobs))
+    assert "--lams 0.1 --fractions" in by_name["lam0.1"]
+    assert by_name["m16"].endswith("--sample-size 16") and by_name["signed"].endswith("--offsets signed")
+    assert by_name["warmup-decay"].endswith("--lam-schedule warmup-decay --lam-warmup-epochs 4 --lam-total-epochs 60")
