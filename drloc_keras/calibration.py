@@ -2,7 +2,7 @@
 
     python examples/calibrate_steps.py --output runs/calibration-fashion --dataset fashion_mnist \\
         --data-dir /usr/share/datasets/fashion-mnist --fractions 0.05 --epochs 40 --epoch-images 800
-    python examples/calibrate_steps.py ... --epochs 60     # not plateaued yet: lengthen the same runs
+    python examples/calibrate_steps.py ... --epochs 60     # lengthen the runs without a plateau
     python examples/calibrate_steps.py ... --report-only   # the table and the plot only
 
 Each backbone trains once per fraction and seed without DRLoc (lambda 0), with the learning rate
@@ -259,6 +259,10 @@ def main(argv=None):
             where = f"[{i}/{len(cells)}] {cell.name}"
             if state in (study.FINISHED, study.PARTIAL) and done >= args.epochs:
                 print(f"{where}: {done} epochs trained before, skipped")
+                continue
+            plateau = plateau_epoch(_history(cell.folder), args.tolerance) if state == study.FINISHED else None
+            if plateau is not None:
+                print(f"{where}: plateaued at epoch {plateau} of the {done} trained before, not lengthened")
                 continue
             if state in (study.FINISHED, study.PARTIAL):
                 argv = ["--output", cell.folder, "--resume", "--epochs", str(args.epochs),

@@ -100,6 +100,16 @@ def test_a_calibration_run_trains_at_a_constant_rate_and_lengthens_without_retra
     assert read_csv(folder / "history.csv") == history
 
 
+def test_a_run_that_has_plateaued_is_not_lengthened(tmp_path, capsys, monkeypatch):
+    calibration.main(calibration_argv(tmp_path, 2))
+    history = read_csv(tmp_path / "vit-lam0-frac1-seed0" / "history.csv")
+    monkeypatch.setattr(calibration, "_history", lambda folder: [50.0] * 2)  # as if flat
+    monkeypatch.setattr(calibration, "plateau_epoch", lambda top1, tolerance: 1)
+    calibration.main(calibration_argv(tmp_path, 4))
+    assert "plateaued at epoch 1 of the 2 trained before, not lengthened" in capsys.readouterr().out
+    assert read_csv(tmp_path / "vit-lam0-frac1-seed0" / "history.csv") == history
+
+
 def test_calibration_refuses_lambdas_and_changed_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         calibration.main(calibration_argv(tmp_path, 1) + ["--lams", "0.5"])
