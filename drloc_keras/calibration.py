@@ -15,9 +15,10 @@ The rule (`plateau_epoch`): at epoch E the run *has plateaued* when the validati
 last fifth of its first E epochs (epochs 0.8E to E, at least 3 of them) rises by less than
 `--tolerance` points (1 by default): the rise of a least-squares line through them, so that the
 noise of a single epoch does not decide. A fall counts as a plateau: more steps would not help the
-baseline. The run's plateau is the first epoch from which the rule holds at every later epoch,
-and it is only called one when the run went on for at least a quarter more epochs after it
-(`MARGIN`), so that a pause before the accuracy takes off is not taken for the end.
+baseline. What came after E must confirm it: the run went on for at least a quarter more epochs
+(`MARGIN`), and their mean top-1 is less than `--tolerance` points above the mean of that last
+fifth, so that a pause before the accuracy takes off is not taken for the end. The run's plateau
+is the first epoch where both hold.
 
 The study's length for a backbone is the largest plateau over its calibration runs, in optimizer
 steps (epochs x steps per epoch); every cell of that backbone, with and without DRLoc, trains that
@@ -70,21 +71,27 @@ def rise(top1, epoch):
 
 
 def plateau_epoch(top1, tolerance=TOLERANCE, margin=MARGIN):
-    """The first epoch (1-based) from which the rule holds at every later epoch of `top1`
-    (validation top-1 in percent, one value per epoch), or None when there is none, or when
-    the run did not go on `margin` x that many epochs past it."""
+    """The first epoch E (1-based) at which the run has plateaued, or None.
+
+    `top1`: validation top-1 in percent, one value per epoch. At E the last fifth of the
+    first E epochs must rise by less than `tolerance` points (`rise`), and what the run did
+    after E must confirm it: the run went on for at least `margin` x E more epochs, and their
+    mean top-1 is less than `tolerance` points above the mean of that last fifth. Means, not
+    single epochs, so that the noise of a small validation set neither ends a run that is
+    still learning nor keeps one going that has stopped."""
     if isinstance(tolerance, bool) or not tolerance > 0:
         raise ValueError(f"`tolerance` must be a number of points > 0. Found tolerance={tolerance!r}")
     n = len(top1)
-    plateau = None
-    for epoch in range(n, MIN_WINDOW - 1, -1):  # from the end back, while the rule holds
-        if rise(top1, epoch) < tolerance:
-            plateau = epoch
-        else:
-            break
-    if plateau is None or n < plateau * (1 + margin):
-        return None
-    return plateau
+    for epoch in range(MIN_WINDOW, n + 1):
+        if n < epoch * (1 + margin) or epoch == n:
+            return None
+        first, last = window(epoch)
+        recent = [float(v) for v in top1[first - 1:last]]
+        later = [float(v) for v in top1[last:]]
+        if (rise(top1, epoch) < tolerance
+                and sum(later) / len(later) - sum(recent) / len(recent) < tolerance):
+            return epoch
+    return None
 
 
 # --- The runs ------------------------------------------------------------------------------

@@ -135,14 +135,21 @@ def _copy(source, target):
 
 
 def calibrated_steps(dataset):
-    """{backbone: steps or None} from the committed calibration of `dataset`."""
+    """{backbone: steps or None} from the committed calibration of `dataset`: None until the
+    backbone has a plateau at every calibration fraction of the dataset."""
     from drloc_keras import calibration
 
     file = path(RESULTS, f"calibration-{dataset}-calibration.csv")
     if not os.path.exists(file):
         return {}
     with open(file, newline="") as f:
-        return calibration.study_steps(list(csv.DictReader(f)))
+        rows = list(csv.DictReader(f))
+    steps = calibration.study_steps(rows)
+    wanted = {float(f) for f in DATASETS[dataset]["calibration_fractions"]}
+    for backbone in steps:
+        if {float(r["fraction"]) for r in rows if r["backbone"] == backbone} != wanted:
+            steps[backbone] = None
+    return steps
 
 
 def grid_epochs(dataset, backbone):

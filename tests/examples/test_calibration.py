@@ -30,7 +30,7 @@ def test_a_curve_still_rising_at_the_end_has_no_plateau():
     assert calibration.plateau_epoch([10.0 + 3 * i for i in range(30)]) is None
 
 
-def test_the_plateau_is_where_the_rule_holds_from_then_on():
+def test_the_plateau_is_the_first_epoch_where_the_rule_holds_and_the_rest_confirms_it():
     curve = [10.0 + 5 * i for i in range(10)] + [55.0] * 20  # rises to epoch 10, flat after
     plateau = calibration.plateau_epoch(curve)
     # At epoch 12 the window (epochs 10-12) is flat; at 11 it (9-11) still holds the last rise.
@@ -41,7 +41,17 @@ def test_the_plateau_is_where_the_rule_holds_from_then_on():
 def test_a_pause_before_the_accuracy_takes_off_is_not_the_plateau():
     curve = [10.0] * 8 + [10.0 + 4 * i for i in range(1, 13)] + [58.0] * 12
     assert calibration.rise(curve, 6) < 1  # the flat start alone would pass the rule
-    assert calibration.plateau_epoch(curve) > 20
+    assert calibration.plateau_epoch(curve) == 24  # epochs 20-24 flat at 58, and so are 25-32
+
+
+def test_noise_around_a_level_does_not_hide_the_plateau_but_a_slow_climb_is_no_plateau():
+    rng = __import__("random").Random(0)
+    level = [min(80.0, 30.0 + 5 * i) for i in range(60)]  # 80 from epoch 11 on
+    noisy = [v + rng.uniform(-1.5, 1.5) for v in level]
+    plateau = calibration.plateau_epoch(noisy)
+    assert plateau is not None and 11 <= plateau <= 20
+    climbing = [60.0 + 0.25 * i for i in range(60)]  # 0.25 a epoch: < 1 a window early, not later
+    assert calibration.plateau_epoch(climbing) is None
 
 
 def test_a_fall_counts_as_a_plateau_and_a_plateau_at_the_very_end_is_not_yet_one():

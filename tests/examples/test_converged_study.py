@@ -19,8 +19,9 @@ def dry_run(part, results, *extra):
 def write_calibration(results, dataset, rows):
     results.mkdir(parents=True, exist_ok=True)
     lines = ["cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps"]
-    lines += [f"c{i},{b},0.05,0,{dataset},40,91,{steps // 91 if steps else ''},{steps or ''}"
-              for i, (b, steps) in enumerate(rows)]
+    fractions = {"fashion": ("0.05", "0.01"), "synthetic": ("1",)}[dataset]
+    lines += [f"c{i}{f},{b},{f},0,{dataset},40,91,{steps // 91 if steps else ''},{steps or ''}"
+              for i, (b, steps) in enumerate(rows) for f in fractions]
     (results / f"calibration-{dataset}-calibration.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -38,6 +39,11 @@ def test_grid_trains_each_calibrated_backbone_its_largest_plateau_and_skips_the_
     assert "--continue-from" not in first
     (results / "grid-fashion-0.01-vit.csv").write_text("settings,cell\n")
     assert f"--continue-from {results}/grid-fashion-0.01-vit.csv" in dry_run("grid", results)[0]
+    # A backbone calibrated at one of the dataset's calibration fractions only waits.
+    calibration_csv = results / "calibration-fashion-calibration.csv"
+    calibration_csv.write_text("\n".join(line for line in calibration_csv.read_text().splitlines()
+                                          if ",0.01," not in line or ",vit," not in line) + "\n")
+    assert dry_run("grid", results) == []
 
 
 def test_the_ablation_changes_one_setting_per_job_against_the_grid(tmp_path):
