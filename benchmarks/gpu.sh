@@ -6,8 +6,9 @@
 # (a) the training program's loop against train_on_batch on a resident batch
 #     (benchmarks/training_pipeline.py) for cvt_13_32 and vit_32, and the training program
 #     itself end to end (examples/train_cifar.py on Fashion-MNIST, its per-epoch seconds);
-# (b) the Fashion-MNIST small-data grid of the study (examples/small_data_study.py), long
-#     enough for the baselines to level off (the curves are in each run's history.csv).
+# (b) the Fashion-MNIST grid of the converged study (scripts/converged_study.py grid), each
+#     backbone at its calibrated number of steps (docs/results/converged/); with TINY=1 a
+#     tiny small-data study instead (the CPU check of the script).
 #
 # It brings what the machine lacks in $DRLOC_GPU_CARRY (default gpu_carry/, made here by
 # `bash benchmarks/gpu.sh --prepare`, 44 MiB): the wheels Keras needs (keras, namex, optree
@@ -67,12 +68,6 @@ if [ "${TINY:-0}" = 1 ]; then  # a CPU check of this script
 else
     images=${IMAGES:-4096}; batch=${BATCH:-128}; rounds=${ROUNDS:-3}; epochs_a=${EPOCHS_A:-3}
     models=(cvt_13_32 vit_32)
-    # (b): every cell makes STUDY_EPOCHS x STUDY_EPOCH_IMAGES / batch optimizer steps (2000 by
-    # default: 430 passes over the 1% subset, 85 over the 5% one).
-    study=(--backbones ${STUDY_BACKBONES:-vit cvt} --fractions ${STUDY_FRACTIONS:-0.01 0.05}
-           --seeds ${STUDY_SEEDS:-0 1 2 3 4} --lams 0 default
-           --epoch-images ${STUDY_EPOCH_IMAGES:-12800})
-    study_epochs=${STUDY_EPOCHS:-20}
     program=(--train-fraction ${PROGRAM_FRACTION:-0.25})
     share_pipeline=${PIPELINE_SECONDS:-150}; share_program=${PROGRAM_SECONDS:-60}
 fi
@@ -102,12 +97,20 @@ print(f"{sys.argv[1]}: epochs {m['epoch_seconds']} s; {m['epoch_images'] * len(l
 EOF
 done
 
-echo "=== (b) the Fashion-MNIST small-data grid ($(left) s left) ==="
-study_args=(--output "$out/study" "${data[@]}" --epochs "$study_epochs" --batch-size "$batch" "${study[@]}")
-if [ "$(left)" -gt 40 ]; then
+echo "=== (b) the Fashion-MNIST grid of the converged study ($(left) s left) ==="
+# scripts/converged_study.py's grid, at the committed calibration's steps (docs/results.md): its
+# results are kept apart from the CPU's (OUT/converged), one CSV per job, and the same command
+# with the same OUT goes on from them.
+mkdir -p "$out/converged"
+export DRLOC_FASHION_DIR="$PWD/$carry/fashion-mnist"
+cp docs/results/converged/calibration-*-calibration.csv "$out/converged/" 2>/dev/null || true
+if [ -n "${TINY:-}" ]; then
+    study_args=(--output "$out/study" "${data[@]}" --epochs "$study_epochs" --batch-size "$batch" "${study[@]}")
     bounded $(( $(left) - 25 )) $py examples/small_data_study.py "${study_args[@]}"
+elif [ "$(left)" -gt 40 ]; then
+    bounded $(( $(left) - 25 )) $py scripts/converged_study.py grid \
+        --datasets fashion --jobs 1 --results "$out/converged" --runs "$out/converged-runs" || true
 fi
-if [ -f "$out/study/results.csv" ]; then
-    $py examples/small_data_study.py "${study_args[@]}" --aggregate-only && cat "$out/study/results.md"
-fi
+$py scripts/converged_study.py report --results "$out/converged" \
+    --runs "$out/converged-runs" || true
 echo "=== done in $(( SECONDS - start )) s ==="

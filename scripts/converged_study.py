@@ -102,6 +102,8 @@ class Job:
 def calibration_jobs(args):
     jobs = []
     for name, spec in DATASETS.items():
+        if name not in args.datasets:
+            continue
         output = path("runs", f"calibration-{name}")
 
         steps = calibrated_steps(name)
@@ -174,6 +176,8 @@ def study_job(name, dataset, backbone, fraction, seeds, lams, epochs, extra=()):
 def grid_jobs(args):
     jobs = []
     for dataset, spec in DATASETS.items():
+        if dataset not in args.datasets:
+            continue
         for fraction, seeds in spec["grid"]:
             for backbone in args.backbones:
                 epochs = grid_epochs(dataset, backbone)
@@ -201,6 +205,8 @@ def heads_jobs(args):
     """visualize_drloc.py on the seed-0 DRLoc run of each grid job whose run folder is here."""
     jobs = []
     for dataset, spec in DATASETS.items():
+        if dataset not in args.datasets:
+            continue
         fraction = spec["grid"][0][0]
         for backbone in args.backbones:
             lam = catalog.default_lambda(backbone)
@@ -220,14 +226,33 @@ def run_jobs(jobs, workers, deadline):
     os.makedirs(path(RUNS, "logs"), exist_ok=True)
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    pending, running, stopping = list(jobs), [], False
+    pending, running = list(jobs), []
+    try:
+        _schedule(pending, running, workers, deadline, env)
+    except KeyboardInterrupt:  # Ctrl-C (or a scheduler's INT): every job saves what it has, then stops
+        print(f"interrupted: stopping {len(running)} running job(s); they keep their finished cells",
+              flush=True)
+        for job in running:
+            if job.process.poll() is None:
+                job.process.send_signal(signal.SIGINT)
+        for job in running:
+            job.process.wait()
+            job.log.close()
+            if job.after is not None:
+                job.after()
+            _record_wall_time(job, time.time() - job.started, job.process.returncode)
+        raise
+
+
+def _schedule(pending, running, workers, deadline, env):
+    stopping = False
     while pending or running:
         if not stopping and deadline is not None and time.time() > deadline:
             stopping = True
             print(f"--hours reached: stopping {len(running)} running job(s); {len(pending)} not started", flush=True)
             for job in running:
                 job.process.send_signal(signal.SIGINT)
-            pending = []
+            pending.clear()
         while pending and len(running) < workers and not stopping:
             job = pending.pop(0)
             job.log = open(path(RUNS, "logs", f"{job.name}.log"), "a")
@@ -347,6 +372,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=2, help="jobs at a time (one thread each)")
     p.add_argument("--hours", type=float, default=None, help="stop starting and running jobs after this long")
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--calibration-epochs", type=int, default=40,
                    help="epochs of each calibration run (a later, larger value lengthens them)")
     p.add_argument("--results", default=RESULTS, help="where the results are kept (committed)")
@@ -362,6 +388,7 @@ def main(argv=None):
     globals().update(RESULTS=args.results, RUNS=args.runs)
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
     makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "ablation": ablation_jobs, "heads": heads_jobs}
+    interrupted = False
     for part in (["calibrate", "grid", "ablation", "heads"] if args.part == "all" else
                  [args.part] if args.part != "report" else []):
         if deadline is not None and time.time() > deadline:
@@ -371,9 +398,15 @@ def main(argv=None):
             for job in jobs:
                 print(f"{job.name}: {' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a) for a in job.argv)}")
             continue
-        run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
+        try:
+            run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
+        except KeyboardInterrupt:
+            interrupted = True
+            break
     if not args.dry_run:
         report(args)
+    if interrupted:
+        sys.exit(130)
 
 
 if __name__ == "__main__":
