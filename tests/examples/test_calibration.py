@@ -3,7 +3,6 @@ the plateau rule on made-up curves, and one tiny real run trained, then lengthen
 
 import csv
 import json
-import os
 
 import pytest
 
