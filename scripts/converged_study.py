@@ -56,13 +56,15 @@ DATASETS = {
         "grid": [("0.01", range(5)), ("0.05", range(3))],
         "epoch_images": 2944,  # 92 steps of 32: the 5% subset (2940 images) and the 1% one, cycled
     },
+    # 2500 images, 500 of them the validation set: the 20% subset has 400 training images, 100
+    # a class (Fashion-MNIST at 1% has 59). With all 2000, ViT and Swin reach 98-99% (docs).
     "synthetic": {
         "study": ["--dataset", "synthetic"],
         "train": ["--val-fraction", "0.2", "--synthetic-train-size", "2500", "--synthetic-test-size", "2000"],
-        "calibration_fractions": ["1"],
+        "calibration_fractions": ["0.2"],
         "calibration_epoch_images": 1600,
-        "grid": [("1", range(3))],
-        "epoch_images": 1984,  # 62 steps of 32: the 2000 training images
+        "grid": [("0.2", range(5))],
+        "epoch_images": 1600,  # 50 steps of 32: the 400 training images, cycled
     },
 }
 BATCH = 32
