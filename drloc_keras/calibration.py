@@ -103,13 +103,15 @@ def _history(folder):
     return [100.0 * float(r["val_accuracy"]) for r in rows if r.get("val_accuracy") not in (None, "")]
 
 
-def _steps_per_epoch(config, metrics):
+def _steps_per_epoch(folder, config, metrics):
     """Optimizer steps of an epoch: from the run's report, else (a run stopped before it) from
-    a numeric --epoch-images, which the small subsets of a calibration are cycled up to."""
-    images = metrics.get("epoch_images")
-    if not images and isinstance(config.get("epoch_images"), int):
-        images = config["epoch_images"]
-    return images // config["batch_size"] if images else None
+    the steps its state.json counts over its finished epochs."""
+    if metrics.get("epoch_images"):
+        return metrics["epoch_images"] // config["batch_size"]
+    state = study.read_json(os.path.join(folder, "state.json")) or {}
+    if state.get("iterations") and state.get("epochs_done"):
+        return state["iterations"] // state["epochs_done"]
+    return None
 
 
 def calibration_rows(cells, tolerance=TOLERANCE):
@@ -121,7 +123,7 @@ def calibration_rows(cells, tolerance=TOLERANCE):
         top1 = _history(cell.folder)
         if config is None or not top1:
             continue
-        steps = _steps_per_epoch(config, metrics)
+        steps = _steps_per_epoch(cell.folder, config, metrics)
         plateau = plateau_epoch(top1, tolerance)
         rows.append({
             "cell": cell.name, "backbone": cell.backbone, "fraction": cell.fraction, "seed": cell.seed,

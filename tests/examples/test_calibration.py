@@ -108,6 +108,12 @@ def test_a_calibration_run_trains_at_a_constant_rate_and_lengthens_without_retra
     assert "4 epochs trained before, skipped" in capsys.readouterr().out
     assert read_csv(folder / "history.csv") == history
 
+    # A run stopped before its report: its steps per epoch come from state.json.
+    (folder / "metrics.json").unlink()
+    args = calibration.parse_args(calibration_argv(tmp_path, 4))
+    rows, _ = calibration.calibration_rows(calibration.study.make_grid(args))
+    assert rows[0]["steps_per_epoch"] == 4 and rows[0]["epochs"] == 4
+
 
 def test_a_run_that_has_plateaued_is_not_lengthened(tmp_path, capsys, monkeypatch):
     calibration.main(calibration_argv(tmp_path, 2))
