@@ -184,7 +184,8 @@ def plot(curves, rows, path, tolerance=TOLERANCE):
         ax.set_ylabel("validation top-1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="fraction", title_fontsize=7)
-    fig.suptitle(f"calibration: dashed = plateau (last fifth rises < {tolerance:g} point)", fontsize=9)
+    fig.suptitle(f"calibration, dashed: the plateau (its last fifth rises < {tolerance:g} point, and the later "
+                 f"epochs are < {tolerance:g} point above it)", fontsize=9)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
