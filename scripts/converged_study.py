@@ -146,10 +146,10 @@ def calibrated_steps(dataset):
     file = path(RESULTS, f"calibration-{dataset}-calibration.csv")
     if not os.path.exists(file):
         return {}
-    with open(file, newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = calibration.study_steps(rows)
     wanted = {float(f) for f in DATASETS[dataset]["calibration_fractions"]}
+    with open(file, newline="") as f:  # other fractions' runs are there to be read, not used
+        rows = [r for r in csv.DictReader(f) if float(r["fraction"]) in wanted]
+    steps = calibration.study_steps(rows)
     for backbone in steps:
         if {float(r["fraction"]) for r in rows if r["backbone"] == backbone} != wanted:
             steps[backbone] = None
@@ -332,6 +332,20 @@ def report(args):
              "Written by `python scripts/converged_study.py report` from the CSV files beside it.", ""]
     for dataset in DATASETS:
         steps = calibrated_steps(dataset)
+        file = path(RESULTS, f"calibration-{dataset}-calibration.csv")
+        if os.path.exists(file):
+            with open(file, newline="") as f:
+                runs = list(csv.DictReader(f))
+            parts += [f"## Calibration runs, {dataset}", "",
+                      "| run | steps per epoch | epochs | plateau (steps) | validation top-1 at the plateau | "
+                      "at the end | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            for r in runs:
+                minutes = (f"{float(r['seconds_per_epoch']) * int(r['epochs']) / 60:.0f}"
+                           if r.get("seconds_per_epoch") else "-")
+                parts.append(f"| {r['cell']} | {r['steps_per_epoch']} | {r['epochs']} | "
+                             f"{r['plateau_steps'] or 'none yet'} | {r['val_top1_at_plateau'] or '-'} | "
+                             f"{r['val_top1_at_end']} | {minutes} |")
+            parts.append("")
         if steps:
             parts += [f"## Calibration, {dataset}", "",
                       "| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |"]

@@ -19,7 +19,7 @@ def dry_run(part, results, *extra):
 def write_calibration(results, dataset, rows):
     results.mkdir(parents=True, exist_ok=True)
     lines = ["cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps"]
-    fractions = {"fashion": ("0.05", "0.01"), "synthetic": ("1",)}[dataset]
+    fractions = {"fashion": ("0.05", "0.01"), "synthetic": ("0.2",)}[dataset]
     lines += [f"c{i}{f},{b},{f},0,{dataset},40,91,{steps // 91 if steps else ''},{steps or ''}"
               for i, (b, steps) in enumerate(rows) for f in fractions]
     (results / f"calibration-{dataset}-calibration.csv").write_text("\n".join(lines) + "\n")
@@ -59,3 +59,13 @@ def test_the_ablation_changes_one_setting_per_job_against_the_grid(tmp_path):
     assert "--lams 0.1 --fractions" in by_name["lam0.1"]
     assert by_name["m16"].endswith("--sample-size 16") and by_name["signed"].endswith("--offsets signed")
     assert by_name["warmup-decay"].endswith("--lam-schedule warmup-decay --lam-warmup-epochs 4 --lam-total-epochs 60")
+
+
+def test_calibration_runs_at_other_fractions_are_read_but_not_used(tmp_path):
+    results = tmp_path / "results"
+    write_calibration(results, "synthetic", [("vit", 1000)])
+    file = results / "calibration-synthetic-calibration.csv"
+    file.write_text(file.read_text() + "c9,vit,1,0,synthetic,40,62,80,4960\n")  # all 2000 images
+    jobs = dry_run("grid", results, "--datasets", "synthetic")
+    assert [line.split(":")[0] for line in jobs] == ["grid-synthetic-0.2-vit"]
+    assert "--epochs 20 --epoch-images 1600" in jobs[0] and "--seeds 0 1 2 3 4" in jobs[0]
