@@ -15,10 +15,10 @@ The rule (`plateau_epoch`): at epoch E the run *has plateaued* when the validati
 last fifth of its first E epochs (epochs 0.8E to E, at least 3 of them) rises by less than
 `--tolerance` points (1 by default): the rise of a least-squares line through them, so that the
 noise of a single epoch does not decide. A fall counts as a plateau: more steps would not help the
-baseline. What came after E must confirm it: the run went on for at least a quarter more epochs
-(`MARGIN`), and their mean top-1 is less than `--tolerance` points above the mean of that last
-fifth, so that a pause before the accuracy takes off is not taken for the end. The run's plateau
-is the first epoch where both hold.
+baseline. The end of the run must confirm it: the run went on for at least a quarter more epochs
+(`MARGIN`), and the mean top-1 of its own last fifth is less than `--tolerance` points above the
+mean of E's last fifth, so that a pause before the accuracy takes off, or a slow climb, is not
+taken for the end. The run's plateau is the first epoch where both hold.
 
 The study's length for a backbone is the largest plateau over its calibration runs, in optimizer
 steps (epochs x steps per epoch); every cell of that backbone, with and without DRLoc, trains that
@@ -74,22 +74,24 @@ def plateau_epoch(top1, tolerance=TOLERANCE, margin=MARGIN):
     """The first epoch E (1-based) at which the run has plateaued, or None.
 
     `top1`: validation top-1 in percent, one value per epoch. At E the last fifth of the
-    first E epochs must rise by less than `tolerance` points (`rise`), and what the run did
-    after E must confirm it: the run went on for at least `margin` x E more epochs, and their
-    mean top-1 is less than `tolerance` points above the mean of that last fifth. Means, not
-    single epochs, so that the noise of a small validation set neither ends a run that is
-    still learning nor keeps one going that has stopped."""
+    first E epochs must rise by less than `tolerance` points (`rise`), and the end of the run
+    must confirm it: the run went on for at least `margin` x E more epochs, and the mean
+    top-1 of its own last fifth is less than `tolerance` points above the mean of E's last
+    fifth. Means of several epochs, not single ones, so that the noise of a small validation
+    set neither ends a run that is still learning nor keeps going one that has stopped."""
     if isinstance(tolerance, bool) or not tolerance > 0:
         raise ValueError(f"`tolerance` must be a number of points > 0. Found tolerance={tolerance!r}")
     n = len(top1)
+
+    def level(epoch):
+        first, last = window(epoch)
+        values = [float(v) for v in top1[first - 1:last]]
+        return sum(values) / len(values)
+
     for epoch in range(MIN_WINDOW, n + 1):
         if n < epoch * (1 + margin) or epoch == n:
             return None
-        first, last = window(epoch)
-        recent = [float(v) for v in top1[first - 1:last]]
-        later = [float(v) for v in top1[last:]]
-        if (rise(top1, epoch) < tolerance
-                and sum(later) / len(later) - sum(recent) / len(recent) < tolerance):
+        if rise(top1, epoch) < tolerance and level(n) - level(epoch) < tolerance:
             return epoch
     return None
 
@@ -184,8 +186,8 @@ def plot(curves, rows, path, tolerance=TOLERANCE):
         ax.set_ylabel("validation top-1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="fraction", title_fontsize=7)
-    fig.suptitle(f"calibration, dashed: the plateau (its last fifth rises < {tolerance:g} point, and the later "
-                 f"epochs are < {tolerance:g} point above it)", fontsize=9)
+    fig.suptitle(f"calibration, dashed: the plateau (its last fifth rises < {tolerance:g} point, and the run's "
+                 f"last fifth is < {tolerance:g} point above it)", fontsize=9)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
