@@ -69,3 +69,41 @@ def test_calibration_runs_at_other_fractions_are_read_but_not_used(tmp_path):
     jobs = dry_run("grid", results, "--datasets", "synthetic")
     assert [line.split(":")[0] for line in jobs] == ["grid-synthetic-0.2-vit"]
     assert "--epochs 20 --epoch-images 1600" in jobs[0] and "--seeds 0 1 2 3 4" in jobs[0]
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("converged_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_jobs_run_two_at_a_time_with_logs_and_wall_times_and_stop_at_the_deadline(tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(script, "RUNS", str(tmp_path / "runs"))
+    done = []
+    jobs = [script.Job(f"job{i}", [sys.executable, "-c", f"print('hello {i}')"], after=lambda i=i: done.append(i))
+            for i in range(3)]
+    script.run_jobs(jobs, workers=2, deadline=None)
+    assert sorted(done) == [0, 1, 2]
+    for i in range(3):
+        log = (tmp_path / "runs" / "logs" / f"job{i}.log").read_text()
+        assert log.startswith(f"\n$ {sys.executable} -c ") and log.endswith(f"\nhello {i}\n")  # command, output
+    rows = (tmp_path / "results" / "wall-times.csv").read_text().splitlines()
+    assert rows[0] == "finished,job,minutes,exit,machine" and len(rows) == 4
+    assert all(row.split(",")[3] == "0" for row in rows[1:])
+
+    # At the deadline the running job gets Ctrl-C (it exits as Python does on one) and no other starts.
+    import time
+
+    slow = [script.Job("slow", [sys.executable, "-c", "import time; time.sleep(60)"]),
+            script.Job("never", [sys.executable, "-c", "print('started')"])]
+    start = time.time()
+    script.run_jobs(slow, workers=1, deadline=time.time() + 1)
+    assert time.time() - start < 30
+    assert not (tmp_path / "runs" / "logs" / "never.log").exists()
+    last = (tmp_path / "results" / "wall-times.csv").read_text().splitlines()[-1].split(",")
+    assert last[1] == "slow" and last[3] != "0"
