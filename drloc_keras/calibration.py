@@ -126,7 +126,9 @@ def calibration_rows(cells, tolerance=TOLERANCE):
         if config is None or not top1:
             continue
         steps = _steps_per_epoch(cell.folder, config, metrics)
-        plateau = plateau_epoch(top1, tolerance)
+        # Only a run that finished its --epochs is judged: the first epochs of one still training
+        # (or stopped) can look flat before the accuracy takes off.
+        plateau = plateau_epoch(top1, tolerance) if metrics and study.is_finished(metrics) else None
         rows.append({
             "cell": cell.name, "backbone": cell.backbone, "fraction": cell.fraction, "seed": cell.seed,
             "dataset": config["dataset"], "epochs": len(top1), "steps_per_epoch": steps,
@@ -206,8 +208,8 @@ def report(cells, output, tolerance=TOLERANCE):
     for row in rows:
         where = (f"plateau at epoch {row['plateau_epoch']} ({row['plateau_steps']} steps, validation top-1 "
                  f"{row['val_top1_at_plateau']}%)" if row["plateau_epoch"] else
-                 f"no plateau in {row['epochs']} epochs (last fifth rises {row['rise_at_end']} points): "
-                 f"run again with a larger --epochs")
+                 f"no plateau in {row['epochs']} epochs (last fifth rises {row['rise_at_end'] or '-'} points): "
+                 f"run it to the end, or again with a larger --epochs")
         print(f"{row['cell']}: {where}; {row['val_top1_at_end']}% at epoch {row['epochs']}")
     for backbone, steps in study_steps(rows).items():
         print(f"{backbone}: " + (f"the study should train {steps} steps" if steps else "not calibrated yet"))

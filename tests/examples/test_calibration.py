@@ -80,7 +80,8 @@ def calibration_argv(output, epochs):
             "--train-args", "--synthetic-train-size 40 --synthetic-test-size 16 --sample-size 8 --val-fraction 0.2"]
 
 
-def test_a_calibration_run_trains_at_a_constant_rate_and_lengthens_without_retraining(tmp_path, capsys):
+def test_a_calibration_run_trains_at_a_constant_rate_and_lengthens_without_retraining(tmp_path, capsys,
+                                                                                       monkeypatch):
     rows = calibration.main(calibration_argv(tmp_path, 2))
     assert [r["epochs"] for r in rows] == [2]
     folder = tmp_path / "vit-lam0-frac1-seed0"
@@ -108,11 +109,13 @@ def test_a_calibration_run_trains_at_a_constant_rate_and_lengthens_without_retra
     assert "4 epochs trained before, skipped" in capsys.readouterr().out
     assert read_csv(folder / "history.csv") == history
 
-    # A run stopped before its report: its steps per epoch come from state.json.
+    # A run stopped before its report: its steps per epoch come from state.json, and it is not
+    # judged (whatever its curve), since its first epochs can look flat before it takes off.
     (folder / "metrics.json").unlink()
     args = calibration.parse_args(calibration_argv(tmp_path, 4))
+    monkeypatch.setattr(calibration, "plateau_epoch", lambda top1, tolerance: 1)  # as if flat
     rows, _ = calibration.calibration_rows(calibration.study.make_grid(args))
-    assert rows[0]["steps_per_epoch"] == 4 and rows[0]["epochs"] == 4
+    assert rows[0]["steps_per_epoch"] == 4 and rows[0]["epochs"] == 4 and rows[0]["plateau_epoch"] == ""
 
 
 def test_a_run_that_has_plateaued_is_not_lengthened(tmp_path, capsys, monkeypatch):
