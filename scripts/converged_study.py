@@ -102,40 +102,57 @@ class Job:
 
 
 def calibration_jobs(args):
+    """One calibration job per dataset, for the backbones the committed calibration has not
+    settled; its runs' rows are merged into the committed files when it ends."""
     jobs = []
     for name, spec in DATASETS.items():
         if name not in args.datasets:
             continue
         output = path("runs", f"calibration-{name}")
-
         steps = calibrated_steps(name)
-        if steps and all(steps.get(b) for b in args.backbones):
+        needed = [b for b in args.backbones if not steps.get(b)]
+        if not needed:
             print(f"calibration: {name} is calibrated for {', '.join(args.backbones)} "
                   f"({os.path.relpath(path(RESULTS), ROOT)}): skipped")
             continue
-
-        def publish(output=output, name=name):
-            for suffix in ("calibration.csv", "curves.csv", "calibration.png"):
-                source = os.path.join(output, suffix)
-                if os.path.exists(source):
-                    os.makedirs(path(RESULTS), exist_ok=True)
-                    _copy(source, path(RESULTS, f"calibration-{name}-{suffix}"))
-
         argv = [sys.executable, path("examples", "calibrate_steps.py"), "--output", output, *spec["study"],
-                "--fractions", *spec["calibration_fractions"], "--seeds", "0", "--backbones", *args.backbones,
+                "--fractions", *spec["calibration_fractions"], "--seeds", "0", "--backbones", *needed,
                 "--epochs", str(args.calibration_epochs), "--epoch-images", str(spec["calibration_epoch_images"]),
                 "--warmup-epochs", "1", "--batch-size", str(BATCH), "--verbose", "2", "--", *spec["train"]]
-        jobs.append(Job(f"calibration-{name}", argv, publish))
+        jobs.append(Job(f"calibration-{name}", argv, lambda output=output, name=name: publish_calibration(output, name)))
     return jobs
 
 
-def _copy(source, target):
-    with open(source, "rb") as f:
-        data = f.read()
-    tmp = target + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+def _read_csv(file):
+    if not os.path.exists(file):
+        return []
+    with open(file, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def publish_calibration(output, name):
+    """Merge the calibration report in `output` into the committed files of dataset `name`
+    (its runs replace the committed rows of the same runs; the others stay), and redraw the plot."""
+    from drloc_keras import calibration
+
+    new_rows = _read_csv(os.path.join(output, "calibration.csv"))
+    if not new_rows:
+        return
+    new_curves = _read_csv(os.path.join(output, "curves.csv"))
+    target = path(RESULTS, f"calibration-{name}-calibration.csv")
+    curves_target = path(RESULTS, f"calibration-{name}-curves.csv")
+    fresh = {r["cell"] for r in new_rows}
+    rows = [r for r in _read_csv(target) if r["cell"] not in fresh] + new_rows
+    curves = [c for c in _read_csv(curves_target) if c["cell"] not in fresh] + new_curves
+    os.makedirs(path(RESULTS), exist_ok=True)
+    calibration._write_csv(target, rows, calibration.CALIBRATION_FIELDS)
+    calibration._write_csv(curves_target, curves, ["cell", "backbone", "fraction", "seed", "epoch", "steps", "val_top1"])
+    for r in rows:
+        r["fraction"] = float(r["fraction"])
+        r["plateau_steps"] = int(r["plateau_steps"]) if r["plateau_steps"] not in ("", None) else ""
+    for c in curves:
+        c.update(steps=int(c["steps"]) if c["steps"] else "", epoch=int(c["epoch"]), val_top1=float(c["val_top1"]))
+    calibration.plot(curves, rows, path(RESULTS, f"calibration-{name}-calibration.png"))
 
 
 def calibrated_steps(dataset):

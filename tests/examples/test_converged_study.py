@@ -31,6 +31,9 @@ def test_grid_trains_each_calibrated_backbone_its_largest_plateau_and_skips_the_
     jobs = dry_run("grid", results)
     names = [line.split(":")[0] for line in jobs]
     assert names == ["grid-fashion-0.01-vit", "grid-fashion-0.05-vit"]  # cvt has a run without a plateau
+    # The calibration trains again only what is not settled: here all but vit.
+    calibrate = dry_run("calibrate", results, "--datasets", "fashion")
+    assert len(calibrate) == 1 and "--backbones swin resnet50 cvt --epochs 40" in calibrate[0]
     first = jobs[0]
     # 1500 steps at 92 a step-epoch (2944 images of 32): 17 epochs, the same for both fractions.
     assert "--epochs 17 --epoch-images 2944" in first and "--epochs 17" in jobs[1]
@@ -107,3 +110,39 @@ def test_jobs_run_two_at_a_time_with_logs_and_wall_times_and_stop_at_the_deadlin
     assert not (tmp_path / "runs" / "logs" / "never.log").exists()
     last = (tmp_path / "results" / "wall-times.csv").read_text().splitlines()[-1].split(",")
     assert last[1] == "slow" and last[3] != "0"
+
+
+def test_a_calibration_job_merges_its_runs_into_the_committed_files(tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "RESULTS", str(tmp_path / "results"))
+    fields = "cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps"
+
+    def rows(*cells):
+        return "\n".join([fields] + [f"{c},{b},0.05,0,fashion_mnist,{e},91,{p},{p and p * 91}"
+                                     for c, b, e, p in cells]) + "\n"
+
+    def curves(*cells):
+        return "\n".join(["cell,backbone,fraction,seed,epoch,steps,val_top1"]
+                         + [f"{c},{b},0.05,0,{e},{e * 91},{50 + e}" for c, b, n in cells for e in range(1, n + 1)]) + "\n"
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "calibration-fashion-calibration.csv").write_text(rows(("a", "vit", 40, 21), ("b", "cvt", 10, "")))
+    (tmp_path / "results" / "calibration-fashion-curves.csv").write_text(curves(("a", "vit", 40), ("b", "cvt", 10)))
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "calibration.csv").write_text(rows(("b", "cvt", 40, 30), ("c", "swin", 40, 32)))
+    (output / "curves.csv").write_text(curves(("b", "cvt", 40), ("c", "swin", 40)))
+    script.publish_calibration(str(output), "fashion")
+    merged = read_csv(tmp_path / "results" / "calibration-fashion-calibration.csv")
+    assert [(r["cell"], r["epochs"], r["plateau_steps"]) for r in merged] == [
+        ("a", "40", "1911"), ("b", "40", "2730"), ("c", "40", "2912")]
+    merged_curves = read_csv(tmp_path / "results" / "calibration-fashion-curves.csv")
+    assert [sum(c["cell"] == x for c in merged_curves) for x in "abc"] == [40, 40, 40]
+    assert (tmp_path / "results" / "calibration-fashion-calibration.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def read_csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
