@@ -34,7 +34,10 @@ import csv
 import io
 import math
 import os
+import shutil
 import sys
+
+import keras
 
 from drloc_keras import options, run_folder, study
 
@@ -246,6 +249,40 @@ def parse_args(argv=None):
     return args
 
 
+def _train(cells, args):
+    """Train, lengthen or skip each calibration run; Ctrl-C stops after saving the running one."""
+    for i, cell in enumerate(cells, 1):
+        state = study.cell_state(cell.folder)
+        done = len(_history(cell.folder))
+        where = f"[{i}/{len(cells)}] {cell.name}"
+        if state in (study.FINISHED, study.PARTIAL) and done >= args.epochs:
+            print(f"{where}: {done} epochs trained before, skipped")
+            continue
+        plateau = plateau_epoch(_history(cell.folder), args.tolerance) if state == study.FINISHED else None
+        if plateau is not None:
+            print(f"{where}: plateaued at epoch {plateau} of the {done} trained before, not lengthened")
+            continue
+        if state in (study.FINISHED, study.PARTIAL):
+            argv = ["--output", cell.folder, "--resume", "--epochs", str(args.epochs),
+                    "--verbose", str(args.verbose)]
+            print(f"{where}: lengthening from {done} to {args.epochs} epochs", flush=True)
+        else:
+            if state == study.STARTED:
+                shutil.rmtree(cell.folder)
+            argv = cell.argv
+            print(f"{where}: training {args.epochs} epochs", flush=True)
+        try:
+            result = study.train_cell(argv)
+        except KeyboardInterrupt:
+            print("interrupted: the epochs trained so far are kept; the same command goes on",
+                  file=sys.stderr)
+            break
+        finally:
+            keras.backend.clear_session()
+        if isinstance(result, dict) and result.get("interrupted"):
+            break
+
+
 def main(argv=None):
     """Train (or lengthen) the calibration runs, then write the report; returns its rows."""
     args = parse_args(argv)
@@ -267,38 +304,8 @@ def main(argv=None):
         study.fail(f"{len(mismatched)} run(s) in {args.output} were trained with other settings:\n"
                    + "\n".join(mismatched) + "\nUse another --output or the same settings.")
     if not args.report_only:
-        for i, cell in enumerate(cells, 1):
-            state = study.cell_state(cell.folder)
-            done = len(_history(cell.folder))
-            where = f"[{i}/{len(cells)}] {cell.name}"
-            if state in (study.FINISHED, study.PARTIAL) and done >= args.epochs:
-                print(f"{where}: {done} epochs trained before, skipped")
-                continue
-            plateau = plateau_epoch(_history(cell.folder), args.tolerance) if state == study.FINISHED else None
-            if plateau is not None:
-                print(f"{where}: plateaued at epoch {plateau} of the {done} trained before, not lengthened")
-                continue
-            if state in (study.FINISHED, study.PARTIAL):
-                argv = ["--output", cell.folder, "--resume", "--epochs", str(args.epochs),
-                        "--verbose", str(args.verbose)]
-                print(f"{where}: lengthening from {done} to {args.epochs} epochs", flush=True)
-            else:
-                if state == study.STARTED:
-                    import shutil
-
-                    shutil.rmtree(cell.folder)
-                argv = cell.argv
-                print(f"{where}: training {args.epochs} epochs", flush=True)
-            try:
-                result = study.train_cell(argv)
-            except KeyboardInterrupt:
-                print("interrupted: the epochs trained so far are kept; the same command goes on",
-                      file=sys.stderr)
-                break
-            finally:
-                import keras
-
-                keras.backend.clear_session()
-            if isinstance(result, dict) and result.get("interrupted"):
-                break
+        try:
+            _train(cells, args)
+        except KeyboardInterrupt:  # between two runs
+            print("interrupted: the epochs trained so far are kept; the same command goes on", file=sys.stderr)
     return report(cells, args.output, args.tolerance)

@@ -8,6 +8,7 @@ The calibration is drloc_keras.calibration (its docstring and --help say everyth
 the files); this is its command.
 """
 
+import signal
 import sys
 
 from drloc_keras import options
@@ -19,6 +20,10 @@ if __name__ == "__main__":
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     from drloc_keras import calibration
+
+    # Ctrl-C (SIGINT) stops the runs cleanly even when this was started in the background by a
+    # shell, which leaves SIGINT ignored: a job scheduler's stop then works between two runs too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     rows = calibration.main()
     sys.exit(0 if rows else 1)

@@ -6,6 +6,7 @@
 The study is drloc_keras.study (its docstring and --help say everything); this is its command.
 """
 
+import signal
 import sys
 
 from drloc_keras import options
@@ -17,5 +18,9 @@ if __name__ == "__main__":
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     from drloc_keras import study
+
+    # Ctrl-C (SIGINT) stops the runs cleanly even when this was started in the background by a
+    # shell, which leaves SIGINT ignored: a job scheduler's stop then works between two runs too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     sys.exit(study.exit_code(study.main()))

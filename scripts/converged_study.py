@@ -68,6 +68,7 @@ DATASETS = {
     },
 }
 BATCH = 32
+STOP_GRACE = 300  # seconds a job has, after Ctrl-C at --hours, before it is sent SIGTERM
 
 # The ablation: one change each against the grid's settings (lambda the family default, m = 64,
 # l1, absolute offsets, constant lambda), 3 seeds, compared with the grid's lambda-0 runs.
@@ -264,14 +265,19 @@ def run_jobs(jobs, workers, deadline):
 
 
 def _schedule(pending, running, workers, deadline, env):
-    stopping = False
+    stopping = None  # when the jobs were asked to stop
     while pending or running:
-        if not stopping and deadline is not None and time.time() > deadline:
-            stopping = True
+        if stopping is None and deadline is not None and time.time() > deadline:
+            stopping = time.time()
             print(f"--hours reached: stopping {len(running)} running job(s); {len(pending)} not started", flush=True)
             for job in running:
                 job.process.send_signal(signal.SIGINT)
             pending.clear()
+        elif stopping is not None and time.time() > stopping + STOP_GRACE:
+            for job in running:  # a job that did not stop on Ctrl-C (SIGTERM saves a run the same way)
+                if job.process.poll() is None:
+                    job.process.terminate()
+            stopping = math.inf
         while pending and len(running) < workers and not stopping:
             job = pending.pop(0)
             job.log = open(path(RUNS, "logs", f"{job.name}.log"), "a")
@@ -414,6 +420,9 @@ def main(argv=None):
     p.add_argument("--ablation", nargs=3, default=["fashion", "0.01", "vit"], metavar=("DATASET", "FRACTION", "BACKBONE"),
                    help="the cell of the ablation")
     args = p.parse_args(argv)
+    # SIGINT stops the jobs even when this was started in the background, where a shell leaves
+    # SIGINT ignored (and the jobs would inherit that and ignore it between two runs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1; found {args.jobs}")
     if args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES:

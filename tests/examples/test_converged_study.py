@@ -111,6 +111,16 @@ def test_jobs_run_two_at_a_time_with_logs_and_wall_times_and_stop_at_the_deadlin
     last = (tmp_path / "results" / "wall-times.csv").read_text().splitlines()[-1].split(",")
     assert last[1] == "slow" and last[3] != "0"
 
+    # A job that ignores Ctrl-C is terminated after the grace period.
+    monkeypatch.setattr(script, "STOP_GRACE", 1)
+    stubborn = [script.Job("stubborn", [sys.executable, "-c", "import signal, time; "
+                                        "signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)"])]
+    start = time.time()
+    script.run_jobs(stubborn, workers=1, deadline=time.time() + 1)
+    assert time.time() - start < 30
+    last = (tmp_path / "results" / "wall-times.csv").read_text().splitlines()[-1].split(",")
+    assert last[1] == "stubborn" and last[3] == str(-15)  # SIGTERM
+
 
 def test_a_calibration_job_merges_its_runs_into_the_committed_files(tmp_path, monkeypatch):
     script = load_script()
