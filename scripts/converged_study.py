@@ -371,8 +371,10 @@ def report(args):
             parts.append("")
         if steps:
             parts += [f"## Calibration, {dataset}", "",
+                      "A backbone is settled once every calibration fraction of the dataset "
+                      f"({', '.join(DATASETS[dataset]['calibration_fractions'])}) has a run with a plateau.", "",
                       "| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |"]
-            parts += [f"| {b} | {s or 'not plateaued yet'} | {grid_epochs(dataset, b) or '-'} |" for b, s in steps.items()]
+            parts += [f"| {b} | {s or 'not settled yet'} | {grid_epochs(dataset, b) or '-'} |" for b, s in steps.items()]
             parts.append("")
         rows = read_exports(f"grid-{dataset}-")
         if rows:
