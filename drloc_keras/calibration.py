@@ -47,8 +47,8 @@ MIN_WINDOW = 3      # epochs in the last fifth, at the least
 
 CALIBRATION_FIELDS = ["cell", "backbone", "fraction", "seed", "dataset", "epochs", "steps_per_epoch",
                       "plateau_epoch", "plateau_steps", "rise_at_plateau", "rise_at_end",
-                      "val_top1_at_plateau", "val_top1_at_end", "best_val_top1", "seconds_per_epoch",
-                      "settings"]
+                      "val_top1_at_plateau", "val_top1_at_end", "level_at_plateau", "level_at_end",
+                      "best_val_top1", "seconds_per_epoch", "settings"]
 
 
 # --- The rule ------------------------------------------------------------------------------
@@ -58,6 +58,14 @@ def window(epoch):
     """The epochs (1-based, inclusive) of the last fifth of the first `epoch` epochs."""
     size = max(MIN_WINDOW, epoch // 5 + 1)
     return max(1, epoch - size + 1), epoch
+
+
+def level(top1, epoch):
+    """The mean validation top-1 of the last fifth of `top1[:epoch]`: the level the run had
+    reached at `epoch`, less noisy than that epoch's figure alone."""
+    first, last = window(epoch)
+    values = [float(v) for v in top1[first - 1:last]]
+    return sum(values) / len(values)
 
 
 def rise(top1, epoch):
@@ -85,16 +93,10 @@ def plateau_epoch(top1, tolerance=TOLERANCE, margin=MARGIN):
     if isinstance(tolerance, bool) or not tolerance > 0:
         raise ValueError(f"`tolerance` must be a number of points > 0. Found tolerance={tolerance!r}")
     n = len(top1)
-
-    def level(epoch):
-        first, last = window(epoch)
-        values = [float(v) for v in top1[first - 1:last]]
-        return sum(values) / len(values)
-
     for epoch in range(MIN_WINDOW, n + 1):
         if n < epoch * (1 + margin) or epoch == n:
             return None
-        if rise(top1, epoch) < tolerance and level(n) - level(epoch) < tolerance:
+        if rise(top1, epoch) < tolerance and level(top1, n) - level(top1, epoch) < tolerance:
             return epoch
     return None
 
@@ -140,7 +142,9 @@ def calibration_rows(cells, tolerance=TOLERANCE):
             "rise_at_plateau": round(rise(top1, plateau), 3) if plateau else "",
             "rise_at_end": round(rise(top1, len(top1)), 3) if len(top1) >= MIN_WINDOW else "",
             "val_top1_at_plateau": round(top1[plateau - 1], 2) if plateau else "",
-            "val_top1_at_end": round(top1[-1], 2), "best_val_top1": round(max(top1), 2),
+            "val_top1_at_end": round(top1[-1], 2),
+            "level_at_plateau": round(level(top1, plateau), 2) if plateau else "",
+            "level_at_end": round(level(top1, len(top1)), 2), "best_val_top1": round(max(top1), 2),
             "seconds_per_epoch": metrics.get("seconds_per_epoch") or "",
             "settings": study.settings_key({k: v for k, v in config.items() if k != "epochs"}),
         })
@@ -210,10 +214,10 @@ def report(cells, output, tolerance=TOLERANCE):
         plot(curves, rows, os.path.join(output, "calibration.png"), tolerance)
     for row in rows:
         where = (f"plateau at epoch {row['plateau_epoch']} ({row['plateau_steps']} steps, validation top-1 "
-                 f"{row['val_top1_at_plateau']}%)" if row["plateau_epoch"] else
+                 f"{row['level_at_plateau']}% over its last fifth)" if row["plateau_epoch"] else
                  f"no plateau in {row['epochs']} epochs (last fifth rises {row['rise_at_end'] or '-'} points): "
                  f"run it to the end, or again with a larger --epochs")
-        print(f"{row['cell']}: {where}; {row['val_top1_at_end']}% at epoch {row['epochs']}")
+        print(f"{row['cell']}: {where}; {row['level_at_end']}% over the last fifth of {row['epochs']} epochs")
     for backbone, steps in study_steps(rows).items():
         print(f"{backbone}: " + (f"the study should train {steps} steps" if steps else "not calibrated yet"))
     return rows

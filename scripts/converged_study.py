@@ -360,14 +360,17 @@ def report(args):
             with open(file, newline="") as f:
                 runs = list(csv.DictReader(f))
             parts += [f"## Calibration runs, {dataset}", "",
-                      "| run | steps per epoch | epochs | plateau (steps) | validation top-1 at the plateau | "
+                      "Validation top-1 (%) as the mean of a fifth of the epochs (the plateau's last fifth, "
+                      "the run's last fifth), less noisy than one epoch's figure; minutes: seconds per epoch "
+                      "of the run's last session times its epochs.", "",
+                      "| run | steps per epoch | epochs | plateau (steps) | top-1 at the plateau | "
                       "at the end | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
             for r in runs:
                 minutes = (f"{float(r['seconds_per_epoch']) * int(r['epochs']) / 60:.0f}"
                            if r.get("seconds_per_epoch") else "-")
                 parts.append(f"| {r['cell']} | {r['steps_per_epoch']} | {r['epochs']} | "
-                             f"{r['plateau_steps'] or 'none yet'} | {r['val_top1_at_plateau'] or '-'} | "
-                             f"{r['val_top1_at_end']} | {minutes} |")
+                             f"{r['plateau_steps'] or 'none yet'} | {r.get('level_at_plateau') or '-'} | "
+                             f"{r.get('level_at_end') or r['val_top1_at_end']} | {minutes} |")
             parts.append("")
         if steps:
             parts += [f"## Calibration, {dataset}", "",

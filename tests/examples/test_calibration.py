@@ -20,6 +20,7 @@ def test_rise_is_the_least_squares_rise_over_the_last_fifth():
     assert calibration.window(20) == (16, 20)  # epochs 16-20: a fifth, its first epoch included
     assert calibration.window(6) == (4, 6)     # at least 3 epochs
     assert calibration.rise(curve, 20) == pytest.approx(8.0)  # 4 epochs of 2 points
+    assert calibration.level(curve, 20) == pytest.approx((22 + 24 + 26 + 28 + 30) / 5)  # epochs 16-20
     noisy = [50.0, 52.0, 48.0, 52.0, 48.0]
     assert calibration.window(5) == (3, 5)
     assert calibration.rise(noisy, 5) == pytest.approx(0.0)  # 48, 52, 48: no trend
