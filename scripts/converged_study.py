@@ -264,6 +264,10 @@ def run_jobs(jobs, workers, deadline):
         raise
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _schedule(pending, running, workers, deadline, env):
     stopping = None  # when the jobs were asked to stop
     while pending or running:
@@ -284,7 +288,10 @@ def _schedule(pending, running, workers, deadline, env):
             job.log.write(f"\n$ {' '.join(shlex.quote(a) for a in job.argv)}\n")
             job.log.flush()
             job.started = time.time()
-            job.process = subprocess.Popen(job.argv, cwd=ROOT, env=env, stdout=job.log, stderr=subprocess.STDOUT)
+            # SIGINT at its default in the job, whatever this process inherited (a shell that starts
+            # a program in the background leaves SIGINT ignored): Ctrl-C must reach every job.
+            job.process = subprocess.Popen(job.argv, cwd=ROOT, env=env, stdout=job.log, stderr=subprocess.STDOUT,
+                                           preexec_fn=_default_sigint)
             print(f"started {job.name} (log {os.path.relpath(job.log.name, ROOT)})", flush=True)
             running.append(job)
         time.sleep(5)
