@@ -276,11 +276,7 @@ def _train(cells, args):
             argv = cell.argv
             print(f"{where}: training {args.epochs} epochs", flush=True)
         try:
-            result = study.train_cell(argv)
-        except KeyboardInterrupt:
-            print("interrupted: the epochs trained so far are kept; the same command goes on",
-                  file=sys.stderr)
-            break
+            result = study.train_cell(argv)  # Ctrl-C here reaches main's handler, after the run saved
         finally:
             keras.backend.clear_session()
         if isinstance(result, dict) and result.get("interrupted"):
