@@ -204,8 +204,11 @@ def grid_jobs(args):
                 if epochs is None:
                     print(f"grid: {backbone} on {dataset} is not calibrated yet (run `calibrate`): skipped")
                     continue
-                jobs.append(study_job(f"grid-{dataset}-{fraction}-{backbone}", dataset, backbone, fraction,
-                                      seeds, ["0", "default"], epochs))
+                job = study_job(f"grid-{dataset}-{fraction}-{backbone}", dataset, backbone, fraction,
+                                seeds, ["0", "default"], epochs)
+                if fraction == spec["grid"][0][0]:  # the heads' figure, while the run folders are here
+                    job.after = lambda dataset=dataset, backbone=backbone: heads_after_grid(dataset, backbone)
+                jobs.append(job)
     # Interleaved by backbone, so that the cheap ones finish first.
     return sorted(jobs, key=lambda j: [b in j.name for b in args.backbones].index(True))
 
@@ -221,24 +224,33 @@ def ablation_jobs(args):
             for variant, (lams, extra) in ablation_variants(backbone, epochs).items()]
 
 
+def heads_job(dataset, backbone):
+    """visualize_drloc.py on the seed-0 DRLoc run of the dataset's smallest grid fraction, or None
+    when that run has not finished here or its figure is already in the results."""
+    fraction = DATASETS[dataset]["grid"][0][0]
+    lam = catalog.default_lambda(backbone)
+    folder = path(RUNS, f"grid-{dataset}-{fraction}-{backbone}",
+                  f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0")
+    target = path(RESULTS, f"offsets-{dataset}-{backbone}.png")
+    if not os.path.exists(os.path.join(folder, "metrics.json")) or os.path.exists(target):
+        return None
+    argv = [sys.executable, path("examples", "visualize_drloc.py"), folder, "--images", "256",
+            "--output", target]
+    return Job(f"offsets-{dataset}-{backbone}", argv)
+
+
 def heads_jobs(args):
-    """visualize_drloc.py on the seed-0 DRLoc run of each grid job whose run folder is here."""
-    jobs = []
-    for dataset, spec in DATASETS.items():
-        if dataset not in args.datasets:
-            continue
-        fraction = spec["grid"][0][0]
-        for backbone in args.backbones:
-            lam = catalog.default_lambda(backbone)
-            folder = path(RUNS, f"grid-{dataset}-{fraction}-{backbone}",
-                          f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0")
-            target = path(RESULTS, f"offsets-{dataset}-{backbone}.png")
-            if not os.path.exists(os.path.join(folder, "metrics.json")) or os.path.exists(target):
-                continue
-            argv = [sys.executable, path("examples", "visualize_drloc.py"), folder, "--images", "256",
-                    "--output", target]
-            jobs.append(Job(f"offsets-{dataset}-{backbone}", argv))
-    return jobs
+    """The heads' figures that can be drawn from the run folders here."""
+    found = (heads_job(d, b) for d in DATASETS if d in args.datasets for b in args.backbones)
+    return [job for job in found if job is not None]
+
+
+def heads_after_grid(dataset, backbone):
+    """Run when a grid job ends, finished or stopped: its run folders (the trained models) are not
+    committed, so a later session on a fresh machine could not draw the heads' figure."""
+    job = heads_job(dataset, backbone)
+    if job is not None:
+        run_jobs([job], 1, None)
 
 
 def run_jobs(jobs, workers, deadline):

@@ -156,3 +156,28 @@ def read_csv(path):
 
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_a_grid_job_of_the_smallest_fraction_draws_the_heads_when_it_ends(tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(script, "RUNS", str(tmp_path / "runs"))
+    write_calibration(tmp_path / "results", "fashion", [("vit", 1840)])
+    started = []
+    monkeypatch.setattr(script, "run_jobs", lambda jobs, workers, deadline: started.extend(jobs))
+    args = script.argparse.Namespace(datasets=["fashion"], backbones=["vit"])
+    small, large = script.grid_jobs(args)
+    assert small.name == "grid-fashion-0.01-vit" and large.after is None
+    small.after()  # the DRLoc run of seed 0 has not finished: nothing to draw
+    assert started == []
+    folder = tmp_path / "runs" / "grid-fashion-0.01-vit" / "vit-lam0.5-frac0.01-seed0"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    small.after()
+    assert [job.name for job in started] == ["offsets-fashion-vit"]
+    assert started[0].argv[1:] == [os.path.join(script.ROOT, "examples", "visualize_drloc.py"), str(folder),
+                                   "--images", "256", "--output",
+                                   str(tmp_path / "results" / "offsets-fashion-vit.png")]
+    (tmp_path / "results" / "offsets-fashion-vit.png").write_bytes(b"")  # drawn already: not again
+    small.after()
+    assert len(started) == 1 and script.heads_jobs(args) == []
