@@ -369,6 +369,30 @@ def ablation_table(args):
     return "\n".join(lines) + "\n"
 
 
+def wall_time_table():
+    """The minutes of each job of wall-times.csv, summed over the sessions that ran it, and of each part."""
+    file = path(RESULTS, "wall-times.csv")
+    if not os.path.exists(file):
+        return []
+    jobs = {}
+    for row in _read_csv(file):
+        minutes, sessions = jobs.get(row["job"], (0.0, 0))
+        jobs[row["job"]] = (minutes + float(row["minutes"]), sessions + 1)
+    parts = {}
+    for job, (minutes, _) in jobs.items():
+        part = job.split("-")[0]
+        parts[part] = parts.get(part, 0.0) + minutes
+    lines = ["## Wall time", "",
+             "Minutes of each job (one thread, beside the other jobs), over every session that ran it, from "
+             "`wall-times.csv`; calibration runs of the sessions before it was kept are in the calibration "
+             "tables above. Each part's total is the machine time it cost one thread.", "",
+             "| job | sessions | minutes |", "| --- | ---: | ---: |"]
+    lines += [f"| {job} | {sessions} | {minutes:.0f} |" for job, (minutes, sessions) in jobs.items()]
+    lines += [f"| **{part}, all jobs** | | **{minutes:.0f}** ({minutes / 60:.1f} h) |"
+              for part, minutes in parts.items()]
+    return lines + [""]
+
+
 def report(args):
     parts = ["# The converged study: results so far", "",
              "Written by `python scripts/converged_study.py report` from the CSV files beside it.", ""]
@@ -421,6 +445,7 @@ def report(args):
                   "guess (the mean true offset), seed 0 of the smallest fraction, `examples/visualize_drloc.py`.",
                   "", "| dataset | backbone | grid | loss | rows: head / constant | columns: head / constant |",
                   "| --- | --- | --- | --- | ---: | ---: |", *heads, ""]
+    parts += wall_time_table()
     text = "\n".join(parts) + "\n"
     os.makedirs(path(RESULTS), exist_ok=True)
     with open(path(RESULTS, "summary.md"), "w") as f:

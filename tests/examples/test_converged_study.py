@@ -181,3 +181,27 @@ def test_a_grid_job_of_the_smallest_fraction_draws_the_heads_when_it_ends(tmp_pa
     (tmp_path / "results" / "offsets-fashion-vit.png").write_bytes(b"")  # drawn already: not again
     small.after()
     assert len(started) == 1 and script.heads_jobs(args) == []
+
+
+def test_the_report_pairs_the_seeds_and_sums_the_wall_time_of_each_part(tmp_path, monkeypatch):
+    script = load_script()
+    results = tmp_path / "results"
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    results.mkdir()
+    fields = "cell,backbone,lam,fraction,seed,dataset,image_size,epochs,final_top1,best_top1,settings"
+    top1 = {(0.0, 0): 0.70, (0.0, 1): 0.72, (0.5, 0): 0.73, (0.5, 1): 0.74}
+    (results / "grid-fashion-0.01-vit.csv").write_text("\n".join(
+        [fields] + [f"vit-lam{lam:g}-seed{seed},vit,{lam},0.01,{seed},fashion_mnist,32,21,{t},{t},s"
+                    for (lam, seed), t in top1.items()]) + "\n")
+    (results / "wall-times.csv").write_text(
+        "finished,job,minutes,exit,machine\n2026-12-04 22:18,calibration-synthetic,6.3,0,2 cores\n"
+        "2026-12-04 23:00,grid-fashion-0.01-vit,60.0,0,2 cores\n2026-12-05 01:00,grid-fashion-0.01-vit,30.0,0,2 cores\n"
+        "2026-12-05 01:10,grid-fashion-0.05-vit,45.0,130,2 cores\n")
+    script.report(script.argparse.Namespace(ablation=["fashion", "0.01", "vit"]))
+    summary = (results / "summary.md").read_text()
+    # Without DRLoc 71 +- 1.41, with 73.5 +- 0.71; paired differences +3 and +2: mean +2.5, std 0.71,
+    # half width t(0.975, 1) * 0.71 / sqrt(2) = 12.706 * 0.5 = 6.35.
+    assert "| vit | 0.01 | 0.5 | 71.00 ± 1.41 | 2 | 73.50 ± 0.71 | 2 | +2.50 | +2.50 ± 0.71 | [-3.9, +8.9] | 2/2 |" in summary
+    assert "| grid-fashion-0.01-vit | 2 | 90 |" in summary and "| calibration-synthetic | 1 | 6 |" in summary
+    assert "| **grid, all jobs** | | **135** (2.2 h) |" in summary
+    assert "| **calibration, all jobs** | | **6** (0.1 h) |" in summary
