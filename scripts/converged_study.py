@@ -37,10 +37,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from drloc_keras import catalog, results  # noqa: E402
+from drloc_keras import catalog, results, run_folder  # noqa: E402
 
 RESULTS = os.path.join("docs", "results", "converged")
 RUNS = os.path.join("runs", "converged")
+DOCS = os.path.join(ROOT, "docs", "results.md")  # its marked tables are rewritten by `report`
+TITLES = {"fashion": "Fashion-MNIST", "synthetic": "Synthetic"}
 BACKBONES = ("vit", "swin", "resnet50", "cvt")  # cheapest first
 FASHION_DIR = os.environ.get("DRLOC_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
@@ -393,9 +395,24 @@ def wall_time_table():
     return lines + [""]
 
 
+def fill_docs(file, regions):
+    """Replace the text between `<!-- name -->` and `<!-- end of name -->` in `file` for each region."""
+    if file is None or not os.path.exists(file):
+        return
+    with open(file) as f:
+        text = f.read()
+    for name, lines in regions.items():
+        start, end = f"<!-- {name} -->", f"<!-- end of {name} -->"
+        if start in text and end in text and lines:
+            head, rest = text.split(start, 1)
+            text = head + start + "\n" + "\n".join(lines).strip("\n") + "\n" + end + rest.split(end, 1)[1]
+    run_folder.atomic_write_text(file, text)
+
+
 def report(args):
     parts = ["# The converged study: results so far", "",
              "Written by `python scripts/converged_study.py report` from the CSV files beside it.", ""]
+    docs = {"calibration table": [], "grid table": []}  # the regions of docs/results.md this rewrites
     for dataset in DATASETS:
         steps = calibrated_steps(dataset)
         file = path(RESULTS, f"calibration-{dataset}-calibration.csv")
@@ -415,6 +432,8 @@ def report(args):
                              f"{r['plateau_steps'] or 'none yet'} | {r.get('level_at_plateau') or '-'} | "
                              f"{r.get('level_at_end') or r['val_top1_at_end']} | {minutes} |")
             parts.append("")
+            note = parts[-len(runs) - 5]
+            docs["calibration table"] += [f"**{TITLES[dataset]}**, every run. {note}", "", *parts[-len(runs) - 3:]]
         if steps:
             parts += [f"## Calibration, {dataset}", "",
                       "A backbone is settled once every calibration fraction of the dataset "
@@ -422,10 +441,13 @@ def report(args):
                       "| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |"]
             parts += [f"| {b} | {s or 'not settled yet'} | {grid_epochs(dataset, b) or '-'} |" for b, s in steps.items()]
             parts.append("")
+            docs["calibration table"] += ["The steps of each backbone's grid cells (the largest plateau over the "
+                                          "grid's fractions):", "", *parts[-len(steps) - 3:]]
         rows = read_exports(f"grid-{dataset}-")
         if rows:
             table = results.markdown_table(rows, "final_top1", BACKBONES).split("\n", 2)[2]
             parts += [f"## Grid, {dataset}", "", table]
+            docs["grid table"] += [f"**{TITLES[dataset]}**", "", table.split("\n\n", 1)[1].strip(), ""]
     if read_exports("ablation-"):
         parts += ["## Ablation", "", ablation_table(args)]
     heads = []
@@ -448,8 +470,8 @@ def report(args):
     parts += wall_time_table()
     text = "\n".join(parts) + "\n"
     os.makedirs(path(RESULTS), exist_ok=True)
-    with open(path(RESULTS, "summary.md"), "w") as f:
-        f.write(text)
+    run_folder.atomic_write_text(path(RESULTS, "summary.md"), text)
+    fill_docs(DOCS, docs)
     print(text)
 
 
@@ -476,7 +498,8 @@ def main(argv=None):
         p.error(f"--jobs must be >= 1; found {args.jobs}")
     if args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES:
         p.error(f"--ablation: a dataset of {sorted(DATASETS)}, a fraction and a backbone of {BACKBONES}")
-    globals().update(RESULTS=args.results, RUNS=args.runs)
+    # Other results than the committed ones leave the docs' tables alone.
+    globals().update(RESULTS=args.results, RUNS=args.runs, DOCS=DOCS if args.results == RESULTS else None)
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
     makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "ablation": ablation_jobs, "heads": heads_jobs}
     interrupted = False

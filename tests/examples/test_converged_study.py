@@ -197,11 +197,26 @@ def test_the_report_pairs_the_seeds_and_sums_the_wall_time_of_each_part(tmp_path
         "finished,job,minutes,exit,machine\n2026-12-04 22:18,calibration-synthetic,6.3,0,2 cores\n"
         "2026-12-04 23:00,grid-fashion-0.01-vit,60.0,0,2 cores\n2026-12-05 01:00,grid-fashion-0.01-vit,30.0,0,2 cores\n"
         "2026-12-05 01:10,grid-fashion-0.05-vit,45.0,130,2 cores\n")
+    docs = tmp_path / "results.md"
+    docs.write_text("# Results\n\n<!-- grid table -->\nold\n<!-- end of grid table -->\n\nafter\n")
+    monkeypatch.setattr(script, "DOCS", str(docs))
     script.report(script.argparse.Namespace(ablation=["fashion", "0.01", "vit"]))
     summary = (results / "summary.md").read_text()
+    # The grid's table replaces the marked region of the docs, and nothing else there.
+    head, region, tail = docs.read_text().split("grid table -->")
+    assert head == "# Results\n\n<!-- " and tail == "\n\nafter\n"
+    assert region.startswith("\n**Fashion-MNIST**\n\n| backbone | fraction |") and "old" not in region
+    assert "| vit | 0.01 | 0.5 | 71.00 ± 1.41 | 2 |" in region and region.endswith("|\n<!-- end of ")
     # Without DRLoc 71 +- 1.41, with 73.5 +- 0.71; paired differences +3 and +2: mean +2.5, std 0.71,
     # half width t(0.975, 1) * 0.71 / sqrt(2) = 12.706 * 0.5 = 6.35.
     assert "| vit | 0.01 | 0.5 | 71.00 ± 1.41 | 2 | 73.50 ± 0.71 | 2 | +2.50 | +2.50 ± 0.71 | [-3.9, +8.9] | 2/2 |" in summary
     assert "| grid-fashion-0.01-vit | 2 | 90 |" in summary and "| calibration-synthetic | 1 | 6 |" in summary
     assert "| **grid, all jobs** | | **135** (2.2 h) |" in summary
     assert "| **calibration, all jobs** | | **6** (0.1 h) |" in summary
+    # Results kept elsewhere (--results) leave the docs' tables alone.
+    before = docs.read_text()
+    grid = results / "grid-fashion-0.01-vit.csv"
+    grid.write_text(grid.read_text().replace("0.74,0.74", "0.76,0.76"))  # with DRLoc 74.50 now
+    monkeypatch.setattr(script, "RESULTS", os.path.join("docs", "results", "converged"))  # the default
+    script.main(["report", "--results", str(results)])
+    assert docs.read_text() == before and "| 74.50 ± 2.12 | 2 |" in (results / "summary.md").read_text()
