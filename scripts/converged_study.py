@@ -419,30 +419,29 @@ def report(args):
         if os.path.exists(file):
             with open(file, newline="") as f:
                 runs = list(csv.DictReader(f))
-            parts += [f"## Calibration runs, {dataset}", "",
-                      "Validation top-1 (%) as the mean of a fifth of the epochs (the plateau's last fifth, "
-                      "the run's last fifth), less noisy than one epoch's figure; minutes: seconds per epoch "
-                      "of the run's last session times its epochs.", "",
-                      "| run | steps per epoch | epochs | plateau (steps) | top-1 at the plateau | "
-                      "at the end | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            note = ("Validation top-1 (%) as the mean of a fifth of the epochs (the plateau's last fifth, "
+                    "the run's last fifth), less noisy than one epoch's figure; minutes: seconds per epoch "
+                    "of the run's last session times its epochs.")
+            table = ["| run | steps per epoch | epochs | plateau (steps) | top-1 at the plateau | "
+                     "at the end | minutes |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
             for r in runs:
                 minutes = (f"{float(r['seconds_per_epoch']) * int(r['epochs']) / 60:.0f}"
                            if r.get("seconds_per_epoch") else "-")
-                parts.append(f"| {r['cell']} | {r['steps_per_epoch']} | {r['epochs']} | "
+                table.append(f"| {r['cell']} | {r['steps_per_epoch']} | {r['epochs']} | "
                              f"{r['plateau_steps'] or 'none yet'} | {r.get('level_at_plateau') or '-'} | "
                              f"{r.get('level_at_end') or r['val_top1_at_end']} | {minutes} |")
-            parts.append("")
-            note = parts[-len(runs) - 5]
-            docs["calibration table"] += [f"**{TITLES[dataset]}**, every run. {note}", "", *parts[-len(runs) - 3:]]
+            parts += [f"## Calibration runs, {dataset}", "", note, "", *table, ""]
+            docs["calibration table"] += [f"**{TITLES[dataset]}**, every run. {note}", "", *table, ""]
         if steps:
+            table = ["| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |",
+                     *(f"| {b} | {s or 'not settled yet'} | {grid_epochs(dataset, b) or '-'} |"
+                       for b, s in steps.items())]
             parts += [f"## Calibration, {dataset}", "",
                       "A backbone is settled once every calibration fraction of the dataset "
                       f"({', '.join(DATASETS[dataset]['calibration_fractions'])}) has a run with a plateau.", "",
-                      "| backbone | steps for the study | epochs of the grid |", "| --- | ---: | ---: |"]
-            parts += [f"| {b} | {s or 'not settled yet'} | {grid_epochs(dataset, b) or '-'} |" for b, s in steps.items()]
-            parts.append("")
+                      *table, ""]
             docs["calibration table"] += ["The steps of each backbone's grid cells (the largest plateau over the "
-                                          "grid's fractions):", "", *parts[-len(steps) - 3:]]
+                                          "grid's fractions):", "", *table, ""]
         rows = read_exports(f"grid-{dataset}-")
         if rows:
             table = results.markdown_table(rows, "final_top1", BACKBONES).split("\n", 2)[2]
