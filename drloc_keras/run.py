@@ -310,6 +310,11 @@ class Run:
         else:
             self.log("  note: this run was saved without its random-generator states; the resumed "
                      "epochs draw other dropout masks and DRLoc pairs than an unstopped run")
+        saved_backend = state.get("backend")
+        if saved_backend is not None and saved_backend != keras.backend.backend():
+            self.log(f"  note: epochs 1-{state['epochs_done']} of this run were trained on {saved_backend}, the "
+                     f"rest run on {keras.backend.backend()} (the same weights and optimizer state, but other "
+                     f"kernels and other random draws); set KERAS_BACKEND={saved_backend} to stay on one backend")
         if args.epochs != self._saved_epochs and args.lr_schedule == "cosine":
             # A longer run: the cosine decay is stretched over the new length.
             model.optimizer.learning_rate = recipe.learning_rate_schedule(args, data.steps_per_epoch)
@@ -405,6 +410,7 @@ class Run:
         else:
             best_model = self._best_model() if val is not None else None
             best = self._evaluate(best_model, *test, data) if best_model is not None else None
+        earlier_backend = (self.state or {}).get("backend") if args.resume else None
         report = {
             "final_top1": final and final["top1"],
             "final_top5": final and final["top5"],
@@ -434,6 +440,9 @@ class Run:
             # of the program are epoch_images / the later ones.
             "epoch_seconds": [round(s, 3) for s in self.timer.seconds],
             "interrupted": self.interrupted,
+            "backend": keras.backend.backend(),
+            # The backend of the epochs before a resumption, where it was another one.
+            "earlier_backend": earlier_backend if earlier_backend != keras.backend.backend() else None,
             "replicas": self.dist.replicas,
             "processes": self.dist.processes,
             "config": _config(args),

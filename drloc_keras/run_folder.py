@@ -223,6 +223,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             "monitor": self.monitor,
             "iterations": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
             "generators": generator_states(self.model),
+            "backend": keras.backend.backend(),
         })
 
 

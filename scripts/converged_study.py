@@ -42,6 +42,9 @@ from drloc_keras import catalog, results, run_folder  # noqa: E402
 RESULTS = os.path.join("docs", "results", "converged")
 RUNS = os.path.join("runs", "converged")
 DOCS = os.path.join(ROOT, "docs", "results.md")  # its marked tables are rewritten by `report`
+# Every job runs on one Keras backend, whatever KERAS_BACKEND the shell holds: a run resumed on
+# another backend would mix kernels and random draws. The committed results are TensorFlow's.
+BACKEND = "tensorflow"
 TITLES = {"fashion": "Fashion-MNIST", "synthetic": "Synthetic"}
 BACKBONES = ("vit", "swin", "resnet50", "cvt")  # cheapest first
 FASHION_DIR = os.environ.get("DRLOC_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
@@ -258,7 +261,7 @@ def heads_after_grid(dataset, backbone):
 def run_jobs(jobs, workers, deadline):
     """Run `jobs`, `workers` at a time; at `deadline` (time.time()) stop them with Ctrl-C."""
     os.makedirs(path(RUNS, "logs"), exist_ok=True)
-    env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONUNBUFFERED="1",
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     pending, running = list(jobs), []
     try:
@@ -487,6 +490,9 @@ def main(argv=None):
     p.add_argument("--results", default=RESULTS, help="where the results are kept (committed)")
     p.add_argument("--runs", default=RUNS, help="where the study jobs train (their run folders and logs)")
     p.add_argument("--dry-run", action="store_true", help="print the commands of the jobs, run nothing")
+    p.add_argument("--backend", default=BACKEND, choices=["tensorflow", "jax", "torch"],
+                   help=f"the Keras backend of every job (default {BACKEND}, that of the committed results; "
+                        f"another needs another --results)")
     p.add_argument("--ablation", nargs=3, default=["fashion", "0.01", "vit"], metavar=("DATASET", "FRACTION", "BACKBONE"),
                    help="the cell of the ablation")
     args = p.parse_args(argv)
@@ -497,8 +503,12 @@ def main(argv=None):
         p.error(f"--jobs must be >= 1; found {args.jobs}")
     if args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES:
         p.error(f"--ablation: a dataset of {sorted(DATASETS)}, a fraction and a backbone of {BACKBONES}")
+    if args.backend != BACKEND and os.path.normpath(path(args.results)) == os.path.normpath(path(RESULTS)):
+        p.error(f"--backend {args.backend}: the results in {RESULTS} were trained on {BACKEND}; give another "
+                f"--results (and --runs) for a study on {args.backend}")
     # Other results than the committed ones leave the docs' tables alone.
-    globals().update(RESULTS=args.results, RUNS=args.runs, DOCS=DOCS if args.results == RESULTS else None)
+    globals().update(RESULTS=args.results, RUNS=args.runs, DOCS=DOCS if args.results == RESULTS else None,
+                     BACKEND=args.backend)
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
     makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "ablation": ablation_jobs, "heads": heads_jobs}
     interrupted = False

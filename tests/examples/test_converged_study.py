@@ -220,3 +220,20 @@ def test_the_report_pairs_the_seeds_and_sums_the_wall_time_of_each_part(tmp_path
     monkeypatch.setattr(script, "RESULTS", os.path.join("docs", "results", "converged"))  # the default
     script.main(["report", "--results", str(results)])
     assert docs.read_text() == before and "| 74.50 ± 2.12 | 2 |" in (results / "summary.md").read_text()
+
+
+def test_every_job_runs_on_the_study_backend_whatever_the_shell_holds(tmp_path, monkeypatch):
+    script = load_script()
+    monkeypatch.setattr(script, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(script, "RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    job = script.Job("which", [sys.executable, "-c", "import os; print('backend', os.environ['KERAS_BACKEND'])"])
+    script.run_jobs([job], workers=1, deadline=None)
+    assert (tmp_path / "runs" / "logs" / "which.log").read_text().endswith(f"\nbackend {script.BACKEND}\n")
+    assert script.BACKEND == "tensorflow"  # the backend the committed results were trained on
+
+    # Another backend is refused for the committed results, and allowed for others.
+    refused = subprocess.run([sys.executable, SCRIPT, "report", "--backend", "jax"], capture_output=True,
+                             text=True, cwd=ROOT, env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert refused.returncode == 2 and "--backend jax" in refused.stderr and "another --results" in refused.stderr
+    assert dry_run("grid", tmp_path / "other", "--backend", "jax") == []  # nothing calibrated there: no jobs

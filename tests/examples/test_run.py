@@ -194,6 +194,23 @@ def test_resume_finishes_the_remaining_epochs(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
 
 
+def test_a_run_resumed_on_another_backend_says_so_and_records_both(tmp_path):
+    train(tiny_argv(tmp_path, epochs=1))
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["backend"] == keras.backend.backend()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["backend"] == keras.backend.backend() and metrics["earlier_backend"] is None
+    other = "torch" if keras.backend.backend() != "torch" else "jax"
+    (tmp_path / "state.json").write_text(json.dumps(dict(state, backend=other)))
+    lines = []
+    train(["--output", str(tmp_path), "--resume", "--epochs", "2", "--verbose", "0"], log=lines.append)
+    note = [line for line in lines if f"trained on {other}" in line]
+    assert len(note) == 1 and f"KERAS_BACKEND={other}" in note[0]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["backend"] == keras.backend.backend() and metrics["earlier_backend"] == other
+    assert json.loads((tmp_path / "state.json").read_text())["backend"] == keras.backend.backend()
+
+
 @pytest.mark.xdist_group("finished_run")  # one worker trains the shared run once
 def test_resume_refuses_flags_that_change_the_run(copy_of_finished_run):
     tmp_path = copy_of_finished_run
