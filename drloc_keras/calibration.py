@@ -183,7 +183,9 @@ def plot(curves, rows, path, tolerance=TOLERANCE):
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     fig, axes = plt.subplots(1, len(backbones), figsize=(4 * len(backbones), 3.2), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
-        for row in (r for r in rows if r["backbone"] == backbone):
+        # In the order of fraction and seed, so that a fraction has the same colour in every panel.
+        for row in sorted((r for r in rows if r["backbone"] == backbone),
+                          key=lambda r: (float(r["fraction"]), int(r["seed"]))):
             points = [c for c in curves if c["cell"] == row["cell"]]
             xs = [c["steps"] or c["epoch"] for c in points]
             line, = ax.plot(xs, [c["val_top1"] for c in points], lw=1,
