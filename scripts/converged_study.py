@@ -37,7 +37,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from drloc_keras import catalog, results, run_folder  # noqa: E402
+from drloc_keras import catalog, results, run_folder, study  # noqa: E402
 
 RESULTS = os.path.join("docs", "results", "converged")
 RUNS = os.path.join("runs", "converged")
@@ -237,7 +237,8 @@ def heads_job(dataset, backbone):
     folder = path(RUNS, f"grid-{dataset}-{fraction}-{backbone}",
                   f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0")
     target = path(RESULTS, f"offsets-{dataset}-{backbone}.png")
-    if not os.path.exists(os.path.join(folder, "metrics.json")) or os.path.exists(target):
+    # A run stopped part-way writes metrics.json too: only a whole run's model is drawn.
+    if study.cell_state(folder) != study.FINISHED or os.path.exists(target):
         return None
     argv = [sys.executable, path("examples", "visualize_drloc.py"), folder, "--images", "256",
             "--output", target]

@@ -1,5 +1,6 @@
 """scripts/converged_study.py: the jobs it would run, from a committed calibration (--dry-run)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -172,7 +173,11 @@ def test_a_grid_job_of_the_smallest_fraction_draws_the_heads_when_it_ends(tmp_pa
     assert started == []
     folder = tmp_path / "runs" / "grid-fashion-0.01-vit" / "vit-lam0.5-frac0.01-seed0"
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text("{}")
+    whole = {"interrupted": False, "final_top1": 0.7, "epochs": 20, "config": {"epochs": 20}}
+    (folder / "metrics.json").write_text(json.dumps(dict(whole, interrupted=True, final_top1=None, epochs=8)))
+    small.after()  # stopped part-way (it writes metrics.json too): not drawn
+    assert started == []
+    (folder / "metrics.json").write_text(json.dumps(whole))
     small.after()
     assert [job.name for job in started] == ["offsets-fashion-vit"]
     assert started[0].argv[1:] == [os.path.join(script.ROOT, "examples", "visualize_drloc.py"), str(folder),
