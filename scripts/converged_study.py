@@ -98,6 +98,12 @@ def path(*parts):
     return os.path.join(ROOT, *parts)
 
 
+def in_repo(file):
+    """`file` relative to the repository when it lies inside it (jobs run there), else as given."""
+    relative = os.path.relpath(os.path.abspath(file), ROOT)
+    return file if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
+
+
 # --- Jobs --------------------------------------------------------------------------------------
 
 
@@ -240,8 +246,10 @@ def heads_job(dataset, backbone):
     # A run stopped part-way writes metrics.json too: only a whole run's model is drawn.
     if study.cell_state(folder) != study.FINISHED or os.path.exists(target):
         return None
-    argv = [sys.executable, path("examples", "visualize_drloc.py"), folder, "--images", "256",
-            "--output", target]
+    # Jobs run in the repository: paths inside it are given relative, so the JSON beside the
+    # figure names the run and the figure the same on every machine.
+    argv = [sys.executable, path("examples", "visualize_drloc.py"), in_repo(folder), "--images", "256",
+            "--output", in_repo(target)]
     return Job(f"offsets-{dataset}-{backbone}", argv)
 
 
@@ -404,13 +412,14 @@ def fill_docs(file, regions):
     if file is None or not os.path.exists(file):
         return
     with open(file) as f:
-        text = f.read()
+        original = text = f.read()
     for name, lines in regions.items():
         start, end = f"<!-- {name} -->", f"<!-- end of {name} -->"
         if start in text and end in text and lines:
             head, rest = text.split(start, 1)
             text = head + start + "\n" + "\n".join(lines).strip("\n") + "\n" + end + rest.split(end, 1)[1]
-    run_folder.atomic_write_text(file, text)
+    if text != original:  # unchanged, the file (and its time stamp) stays as it is
+        run_folder.atomic_write_text(file, text)
 
 
 def report(args):

@@ -242,3 +242,27 @@ def test_every_job_runs_on_the_study_backend_whatever_the_shell_holds(tmp_path, 
                              text=True, cwd=ROOT, env=dict(os.environ, KERAS_BACKEND="jax"))
     assert refused.returncode == 2 and "--backend jax" in refused.stderr and "another --results" in refused.stderr
     assert dry_run("grid", tmp_path / "other", "--backend", "jax") == []  # nothing calibrated there: no jobs
+
+
+def test_the_heads_job_names_paths_inside_the_repository_relative_to_it(tmp_path):
+    script = load_script()
+    inside = os.path.join(script.ROOT, "runs", "converged", "grid-fashion-0.01-vit")
+    assert script.in_repo(inside) == os.path.join("runs", "converged", "grid-fashion-0.01-vit")
+    assert script.in_repo(os.path.join("docs", "results")) == os.path.join("docs", "results")
+    outside = str(tmp_path / "runs")
+    assert script.in_repo(outside) == outside  # elsewhere: as given
+    sibling = script.ROOT + "-copy"  # a name that starts like the repository's is not inside it
+    assert script.in_repo(sibling) == sibling
+
+
+def test_the_docs_are_written_only_when_a_region_changes(tmp_path):
+    script = load_script()
+    docs = tmp_path / "results.md"
+    docs.write_text("# Results\n<!-- grid table -->\nold\n<!-- end of grid table -->\n")
+    script.fill_docs(str(docs), {"grid table": ["new"]})
+    assert docs.read_text() == "# Results\n<!-- grid table -->\nnew\n<!-- end of grid table -->\n"
+    os.utime(docs, (1_000_000, 1_000_000))
+    script.fill_docs(str(docs), {"grid table": ["new"]})  # the same text: left untouched
+    assert os.stat(docs).st_mtime == 1_000_000
+    script.fill_docs(str(docs), {"grid table": ["newer"]})
+    assert os.stat(docs).st_mtime != 1_000_000 and "newer" in docs.read_text()
