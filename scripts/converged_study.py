@@ -248,8 +248,9 @@ def heads_job(dataset, backbone):
         return None
     # Jobs run in the repository: paths inside it are given relative, so the JSON beside the
     # figure names the run and the figure the same on every machine.
-    argv = [sys.executable, path("examples", "visualize_drloc.py"), in_repo(folder), "--images", "256",
-            "--output", in_repo(target)]
+    # The last model, the one whose test top-1 the grid reports (not best.keras).
+    argv = [sys.executable, path("examples", "visualize_drloc.py"), in_repo(folder), "--model", "last",
+            "--images", "256", "--output", in_repo(target)]
     return Job(f"offsets-{dataset}-{backbone}", argv)
 
 

@@ -181,7 +181,7 @@ def test_a_grid_job_of_the_smallest_fraction_draws_the_heads_when_it_ends(tmp_pa
     small.after()
     assert [job.name for job in started] == ["offsets-fashion-vit"]
     assert started[0].argv[1:] == [os.path.join(script.ROOT, "examples", "visualize_drloc.py"), str(folder),
-                                   "--images", "256", "--output",
+                                   "--model", "last", "--images", "256", "--output",
                                    str(tmp_path / "results" / "offsets-fashion-vit.png")]
     (tmp_path / "results" / "offsets-fashion-vit.png").write_bytes(b"")  # drawn already: not again
     small.after()
