@@ -99,8 +99,10 @@ def path(*parts):
 
 
 def in_repo(file):
-    """`file` relative to the repository when it lies inside it (jobs run there), else as given."""
-    relative = os.path.relpath(os.path.abspath(file), ROOT)
+    """`file` relative to the repository when it lies inside it (jobs run there), else as given.
+    A relative `file` is taken as relative to the repository, as the jobs see it, whatever this
+    process's working directory."""
+    relative = os.path.relpath(os.path.join(ROOT, file), ROOT)
     return file if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
@@ -246,9 +248,8 @@ def heads_job(dataset, backbone):
     # A run stopped part-way writes metrics.json too: only a whole run's model is drawn.
     if study.cell_state(folder) != study.FINISHED or os.path.exists(target):
         return None
-    # Jobs run in the repository: paths inside it are given relative, so the JSON beside the
-    # figure names the run and the figure the same on every machine.
-    # The last model, the one whose test top-1 the grid reports (not best.keras).
+    # The last model, the one whose test top-1 the grid reports (not best.keras); paths inside the
+    # repository relative to it (jobs run there), so the JSON names them alike on every machine.
     argv = [sys.executable, path("examples", "visualize_drloc.py"), in_repo(folder), "--model", "last",
             "--images", "256", "--output", in_repo(target)]
     return Job(f"offsets-{dataset}-{backbone}", argv)

@@ -244,10 +244,13 @@ def test_every_job_runs_on_the_study_backend_whatever_the_shell_holds(tmp_path, 
     assert dry_run("grid", tmp_path / "other", "--backend", "jax") == []  # nothing calibrated there: no jobs
 
 
-def test_the_heads_job_names_paths_inside_the_repository_relative_to_it(tmp_path):
+def test_the_heads_job_names_paths_inside_the_repository_relative_to_it(tmp_path, monkeypatch):
     script = load_script()
     inside = os.path.join(script.ROOT, "runs", "converged", "grid-fashion-0.01-vit")
     assert script.in_repo(inside) == os.path.join("runs", "converged", "grid-fashion-0.01-vit")
+    assert script.in_repo(os.path.join("docs", "results")) == os.path.join("docs", "results")
+    # A relative path is the repository's, wherever this process runs (here in one of its folders).
+    monkeypatch.chdir(os.path.join(script.ROOT, "tests"))
     assert script.in_repo(os.path.join("docs", "results")) == os.path.join("docs", "results")
     outside = str(tmp_path / "runs")
     assert script.in_repo(outside) == outside  # elsewhere: as given
