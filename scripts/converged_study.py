@@ -19,8 +19,9 @@ wall time is appended to docs/results/converged/wall-times.csv.
 
 The grid needs the calibration: each backbone trains, with and without DRLoc, the number of steps
 at which its baseline plateaued (`drloc_keras.calibration`), the largest over the calibration runs
-of its dataset. The ablation runs on one cell (`--ablation`, default ViT on Fashion-MNIST at 1%)
-and is compared seed by seed with the grid's lambda-0 runs of that cell.
+of its dataset. The ablation runs on one cell, compared seed by seed with the grid's lambda-0 runs
+of that cell: by default the finished grid cell where DRLoc helps most (`ablation_cell`; once its
+ablation has begun, that cell), or the cell given by `--ablation`.
 """
 
 import argparse
@@ -227,7 +228,11 @@ def grid_jobs(args):
 
 
 def ablation_jobs(args):
-    dataset, fraction, backbone = args.ablation
+    if args.ablation:
+        dataset, fraction, backbone = args.ablation
+    else:
+        (dataset, fraction, backbone), why = ablation_cell()
+        print(f"ablation: {backbone} on {dataset} at {fraction}: {why}")
     epochs = grid_epochs(dataset, backbone)
     if epochs is None:
         print(f"ablation: {backbone} on {dataset} is not calibrated yet: nothing to run")
@@ -235,6 +240,45 @@ def ablation_jobs(args):
     return [study_job(f"ablation-{dataset}-{fraction}-{backbone}-{variant}", dataset, backbone, fraction,
                       range(3), lams, epochs, extra)
             for variant, (lams, extra) in ablation_variants(backbone, epochs).items()]
+
+
+def grid_cells():
+    """Every cell of the grid: `{(dataset, fraction, backbone): (paired differences in points, complete)}`,
+    complete when both arms have every seed of the grid (a cell not begun has no differences)."""
+    cells = {}
+    for dataset, spec in DATASETS.items():
+        for fraction, seeds in spec["grid"]:
+            for backbone in BACKBONES:
+                rows = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
+                arms = [{int(r["seed"]): 100 * r["final_top1"] for r in rows if (float(r["lam"]) == 0) == base}
+                        for base in (True, False)]
+                diffs = [arms[1][s] - arms[0][s] for s in sorted(arms[0]) if s in arms[1]]
+                cells[(dataset, fraction, backbone)] = (diffs, set(arms[0]) == set(arms[1]) == set(seeds))
+    return cells
+
+
+def ablation_cell():
+    """The ablation's cell and why: the cell whose ablation has begun (its files are in the results),
+    else the complete grid cell where DRLoc helps most (the largest mean paired difference among the
+    cells whose 95% interval lies above 0), else, where it helps nowhere, ViT at Fashion-MNIST's
+    smallest fraction. Cells still missing seeds take no part; the choice is printed with its figures."""
+    begun = sorted({tuple(r["file"][len("ablation-"):].split("-", 3)[:3]) for r in read_exports("ablation-")})
+    if begun:
+        return begun[0], "its ablation has begun (" + ", ".join(" ".join(c) for c in begun) + ")"
+    helping, incomplete = [], []
+    for cell, (diffs, complete) in grid_cells().items():
+        if not complete:
+            incomplete.append(" ".join(cell))
+            continue
+        mean, half, higher, n = results.paired_summary(diffs)
+        if half is not None and mean - half > 0:
+            helping.append((mean, cell, f"paired {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}], {higher}/{n}"))
+    waiting = f"; not finished, so not compared: {', '.join(sorted(incomplete))}" if incomplete else ""
+    if not helping:
+        return ("fashion", DATASETS["fashion"]["grid"][0][0], "vit"), "DRLoc helps in no finished cell" + waiting
+    mean, cell, figures = max(helping)
+    others = ", ".join(f"{' '.join(c)} {m:+.2f}" for m, c, _ in sorted(helping, reverse=True) if c != cell)
+    return cell, (f"DRLoc helps most there ({figures})" + (f"; also above 0: {others}" if others else "") + waiting)
 
 
 def heads_job(dataset, backbone):
@@ -360,29 +404,33 @@ def read_exports(prefix):
     return rows
 
 
-def ablation_table(args):
-    """Each variant seed by seed against the grid's lambda-0 runs of the same cell."""
-    dataset, fraction, backbone = args.ablation
-    grid = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}") if float(r["lam"]) == 0]
-    baseline = {int(r["seed"]): 100 * r["final_top1"] for r in grid}
-    grid_drloc = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}")
-                  if float(r["lam"]) != 0 and int(r["seed"]) < 3]
-    lines = [f"Ablation on {backbone}, {dataset}, fraction {fraction}: each variant against the grid's "
-             f"lambda-0 runs of the same seeds (test top-1 %, paired difference and 95% interval).", "",
-             "| variant | n | with DRLoc | paired Δ [95% CI] | seeds higher |", "| --- | ---: | ---: | ---: | ---: |"]
-    prefix = f"ablation-{dataset}-{fraction}-{backbone}-"
-    variants = [("grid (λ default, m 64, l1, absolute, constant)", grid_drloc)]
-    for name in sorted({r["file"] for r in read_exports(prefix)}):
-        variants.append((name[len(prefix):-len(".csv")], read_exports(name)))
-    for label, rows in variants:
-        diffs = [100 * r["final_top1"] - baseline[int(r["seed"])] for r in rows if int(r["seed"]) in baseline]
-        if not diffs:
-            continue
-        mean, half, higher, n = results.paired_summary(diffs)
-        top, std = results.mean_std([100 * r["final_top1"] for r in rows])
-        interval = "-" if half is None else f"[{mean - half:+.2f}, {mean + half:+.2f}]"
-        lines.append(f"| {label} | {n} | {top:.2f} ± {std:.2f} | {mean:+.2f} {interval} | {higher}/{n} |")
-    return "\n".join(lines) + "\n"
+def ablation_tables():
+    """Each ablation cell of the results, each variant seed by seed against the grid's lambda-0 runs
+    of the same cell."""
+    lines = []
+    for cell in sorted({tuple(r["file"][len("ablation-"):].split("-", 3)[:3]) for r in read_exports("ablation-")}):
+        dataset, fraction, backbone = cell
+        grid = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
+        baseline = {int(r["seed"]): 100 * r["final_top1"] for r in grid if float(r["lam"]) == 0}
+        grid_drloc = [r for r in grid if float(r["lam"]) != 0 and int(r["seed"]) < 3]
+        lines += [f"**{backbone}, {TITLES[dataset]}, fraction {fraction}**: each variant against the grid's "
+                  f"lambda-0 runs of the same seeds (test top-1 %, paired difference and 95% interval).", "",
+                  "| variant | n | with DRLoc | paired Δ [95% CI] | seeds higher |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        prefix = f"ablation-{dataset}-{fraction}-{backbone}-"
+        variants = [("grid (λ default, m 64, l1, absolute, constant)", grid_drloc)]
+        for name in sorted({r["file"] for r in read_exports(prefix)}):
+            variants.append((name[len(prefix):-len(".csv")], read_exports(name)))
+        for label, rows in variants:
+            diffs = [100 * r["final_top1"] - baseline[int(r["seed"])] for r in rows if int(r["seed"]) in baseline]
+            if not diffs:
+                continue
+            mean, half, higher, n = results.paired_summary(diffs)
+            top, std = results.mean_std([100 * r["final_top1"] for r in rows])
+            interval = "-" if half is None else f"[{mean - half:+.2f}, {mean + half:+.2f}]"
+            lines.append(f"| {label} | {n} | {top:.2f} ± {std:.2f} | {mean:+.2f} {interval} | {higher}/{n} |")
+        lines.append("")
+    return lines
 
 
 def wall_time_table():
@@ -462,8 +510,10 @@ def report(args):
             table = results.markdown_table(rows, "final_top1", BACKBONES).split("\n", 2)[2]
             parts += [f"## Grid, {dataset}", "", table]
             docs["grid table"] += [f"**{TITLES[dataset]}**", "", table.split("\n\n", 1)[1].strip(), ""]
-    if read_exports("ablation-"):
-        parts += ["## Ablation", "", ablation_table(args)]
+    ablation = ablation_tables()
+    if ablation:
+        parts += ["## Ablation", "", *ablation]
+        docs["ablation table"] = ablation
     heads = []
     for dataset in DATASETS:
         for backbone in BACKBONES:
@@ -505,16 +555,20 @@ def main(argv=None):
     p.add_argument("--backend", default=BACKEND, choices=["tensorflow", "jax", "torch"],
                    help=f"the Keras backend of every job (default {BACKEND}, that of the committed results; "
                         f"another needs another --results)")
-    p.add_argument("--ablation", nargs=3, default=["fashion", "0.01", "vit"], metavar=("DATASET", "FRACTION", "BACKBONE"),
-                   help="the cell of the ablation")
+    p.add_argument("--ablation", nargs=3, default=None, metavar=("DATASET", "FRACTION", "BACKBONE"),
+                   help="the cell of the ablation (default: the one whose ablation has begun, else the finished "
+                        "grid cell where DRLoc helps most, else ViT at Fashion-MNIST's smallest fraction)")
     args = p.parse_args(argv)
     # SIGINT stops the jobs even when this was started in the background, where a shell leaves
     # SIGINT ignored (and the jobs would inherit that and ignore it between two runs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1; found {args.jobs}")
-    if args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES:
-        p.error(f"--ablation: a dataset of {sorted(DATASETS)}, a fraction and a backbone of {BACKBONES}")
+    if args.ablation is not None and (args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES
+                                      or args.ablation[1] not in [f for f, _ in DATASETS[args.ablation[0]]["grid"]]):
+        p.error(f"--ablation: a dataset of {sorted(DATASETS)}, one of its grid fractions "
+                f"({'; '.join(f'{d}: ' + ' '.join(f for f, _ in s['grid']) for d, s in DATASETS.items())}) "
+                f"and a backbone of {BACKBONES}; found {' '.join(args.ablation)}")
     if args.backend != BACKEND and os.path.normpath(path(args.results)) == os.path.normpath(path(RESULTS)):
         p.error(f"--backend {args.backend}: the results in {RESULTS} were trained on {BACKEND}; give another "
                 f"--results (and --runs) for a study on {args.backend}")

@@ -269,3 +269,74 @@ def test_the_docs_are_written_only_when_a_region_changes(tmp_path):
     assert os.stat(docs).st_mtime == 1_000_000
     script.fill_docs(str(docs), {"grid table": ["newer"]})
     assert os.stat(docs).st_mtime != 1_000_000 and "newer" in docs.read_text()
+
+
+def write_grid(results, name, top1):
+    """A grid export: `top1` maps (lam, seed) to the test top-1 (fraction)."""
+    dataset, fraction, backbone = name.split("-")[1:4]
+    fields = "cell,backbone,lam,fraction,seed,dataset,image_size,epochs,final_top1,best_top1,settings"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.csv").write_text("\n".join(
+        [fields] + [f"{backbone}-lam{lam:g}-seed{seed},{backbone},{lam},{fraction},{seed},{dataset},32,9,{t},{t},s"
+                    for (lam, seed), t in top1.items()]) + "\n")
+
+
+def paired(base, gains, lam=0.5):
+    """Top-1 of both arms: seed s without DRLoc `base[s]`, with it `base[s] + gains[s]` (points)."""
+    return {**{(0.0, s): b / 100 for s, b in enumerate(base)},
+            **{(lam, s): (b + g) / 100 for s, (b, g) in enumerate(zip(base, gains))}}
+
+
+def test_the_ablation_cell_is_the_finished_cell_where_drloc_helps_most(tmp_path, monkeypatch):
+    script = load_script()
+    results = tmp_path / "results"
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    fallback = ("fashion", "0.01", "vit")
+    assert script.ablation_cell()[0] == fallback  # nothing measured: ViT at the smallest fraction
+    # Swin at 1%: +2 in every seed (interval above 0); ViT at 1%: larger mean, interval across 0.
+    write_grid(results, "grid-fashion-0.01-swin", paired([70, 71, 72, 73, 74], [1.5, 2, 2.5, 2, 2]))
+    write_grid(results, "grid-fashion-0.01-vit", paired([70, 71, 72, 73, 74], [9, -5, 8, -4, 10]))
+    # Synthetic ResNet-50: +20 in each seed, but only 4 of its 5 seeds so far: not compared.
+    write_grid(results, "grid-synthetic-0.2-resnet50", paired([60, 61, 62, 63], [20, 19, 21, 20]))
+    cell, why = script.ablation_cell()
+    assert cell == ("fashion", "0.01", "swin"), why
+    assert "paired +2.00 [+1.56, +2.44], 5/5" in why
+    assert "synthetic 0.2 resnet50" in why.split("not compared:")[1]
+    assert "fashion 0.01 vit" not in why.split("not compared:")[0]  # finished, but its interval holds 0
+    # Its fifth seed in, ResNet-50 helps more, and the smaller effect is named beside it.
+    write_grid(results, "grid-synthetic-0.2-resnet50", paired([60, 61, 62, 63, 64], [20, 19, 21, 20, 22]))
+    cell, why = script.ablation_cell()
+    assert cell == ("synthetic", "0.2", "resnet50") and "also above 0: fashion 0.01 swin +2.00" in why
+    # Once an ablation has begun, its cell stays the ablation's, whatever the grid shows later.
+    write_grid(results, "ablation-fashion-0.01-swin-warmup-decay", {(0.5, 0): 0.72})
+    assert script.ablation_cell()[0] == ("fashion", "0.01", "swin")
+    # Where DRLoc helps nowhere: back to ViT at the smallest fraction.
+    for name in ("ablation-fashion-0.01-swin-warmup-decay", "grid-synthetic-0.2-resnet50", "grid-fashion-0.01-swin"):
+        (results / f"{name}.csv").unlink()
+    assert script.ablation_cell()[0] == fallback
+
+
+def test_the_report_writes_an_ablation_table_for_every_ablated_cell(tmp_path, monkeypatch):
+    script = load_script()
+    results = tmp_path / "results"
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    write_grid(results, "grid-synthetic-0.2-vit", paired([60, 70, 80, 90, 65], [10, 20, 5, 1, 3]))
+    write_grid(results, "ablation-synthetic-0.2-vit-lam1", {(1.0, 0): 0.72, (1.0, 1): 0.80, (1.0, 2): 0.86})
+    write_grid(results, "ablation-synthetic-0.2-vit-warmup-decay", {(0.5, 0): 0.61})
+    write_grid(results, "grid-fashion-0.01-swin", paired([70, 71, 72, 73, 74], [2, 2, 2, 2, 2]))
+    write_grid(results, "ablation-fashion-0.01-swin-m16", {(0.5, 0): 0.75, (0.5, 1): 0.70})
+    docs = tmp_path / "results.md"
+    docs.write_text("# Results\n<!-- ablation table -->\n<!-- end of ablation table -->\n")
+    monkeypatch.setattr(script, "DOCS", str(docs))
+    script.report(script.argparse.Namespace())
+    region = docs.read_text().split("ablation table -->")[1]
+    assert region.index("**swin, Fashion-MNIST, fraction 0.01**") < region.index("**vit, Synthetic, fraction 0.2**")
+    # The grid's own DRLoc runs of seeds 0-2: 70, 90, 85, i.e. +10, +20, +5 over the baselines 60, 70, 80:
+    # mean 11.67, std 7.64, half width t(0.975, 2) * 7.64 / sqrt(3) = 4.303 * 4.41 = 18.98.
+    assert "| grid (λ default, m 64, l1, absolute, constant) | 3 | 81.67 ± 10.41 | +11.67 [-7.31, +30.64] | 3/3 |" in region
+    # lam 1: 72, 80, 86 against 60, 70, 80: +12, +10, +6 (std 3.06, half width 7.59).
+    assert "| lam1 | 3 | 79.33 ± 7.02 | +9.33 [+1.74, +16.92] | 3/3 |" in region
+    assert "| warmup-decay | 1 | 61.00 ± 0.00 | +1.00 - | 1/1 |" in region
+    # m16: 75 and 70 against 70 and 71: +5, -1 (std 4.24, half width 12.706 * 3 = 38.12).
+    assert "| m16 | 2 | 72.50 ± 3.54 | +2.00 [-36.12, +40.12] | 1/2 |" in region
+    assert region == "\n" + "\n".join(script.ablation_tables()).strip("\n") + "\n<!-- end of "
