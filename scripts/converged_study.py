@@ -2,6 +2,7 @@
 
     python scripts/converged_study.py calibrate --jobs 2   # how many steps each baseline needs
     python scripts/converged_study.py grid --jobs 2        # backbones x lambda x fraction x seeds
+    python scripts/converged_study.py length --jobs 2      # one cell at twice the grid's steps
     python scripts/converged_study.py ablation --jobs 2    # lambda, m, loss, offsets, schedule
     python scripts/converged_study.py heads                # what the heads learned
     python scripts/converged_study.py report               # docs/results/converged/summary.md
@@ -242,6 +243,20 @@ def ablation_jobs(args):
             for variant, (lams, extra) in ablation_variants(backbone, epochs).items()]
 
 
+def length_jobs(args):
+    """The length check: the cell `--length` at `--length-factor` times the grid's steps, both arms,
+    seeds 0-2. A baseline that gains there had not finished learning at the grid's length (its
+    calibration plateaued at a constant rate; the grid decays the rate), and the check says what
+    DRLoc's difference becomes with more steps."""
+    dataset, fraction, backbone = args.length
+    epochs = grid_epochs(dataset, backbone)
+    if epochs is None:
+        print(f"length: {backbone} on {dataset} is not calibrated yet: nothing to run")
+        return []
+    return [study_job(f"length-{dataset}-{fraction}-{backbone}-x{args.length_factor:g}", dataset, backbone,
+                      fraction, range(3), ["0", "default"], round(args.length_factor * epochs))]
+
+
 def grid_cells():
     """Every cell of the grid: `{(dataset, fraction, backbone): (paired differences in points, complete)}`,
     complete when both arms have every seed of the grid (a cell not begun has no differences)."""
@@ -404,6 +419,48 @@ def read_exports(prefix):
     return rows
 
 
+def length_tables():
+    """The grid's baselines against their calibration's level, and each length check beside its grid cell."""
+    lines = []
+    levels = {}
+    for dataset in DATASETS:
+        for r in _read_csv(path(RESULTS, f"calibration-{dataset}-calibration.csv")):
+            if r.get("level_at_plateau") and r["fraction"] in [f for f, _ in DATASETS[dataset]["grid"]]:
+                levels[(dataset, r["fraction"], r["backbone"])] = float(r["level_at_plateau"])
+    table = []
+    for (dataset, fraction, backbone), _ in sorted(grid_cells().items()):
+        rows = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv") if float(r["lam"]) == 0]
+        level = levels.get((dataset, fraction, backbone))
+        if not rows or level is None:
+            continue
+        seed0 = [100 * r["final_top1"] for r in rows if int(r["seed"]) == 0]
+        mean, std = results.mean_std([100 * r["final_top1"] for r in rows])
+        table.append(f"| {TITLES[dataset]} | {fraction} | {backbone} | {level:.1f} | "
+                     f"{f'{seed0[0]:.1f}' if seed0 else '-'} | {mean:.1f} ± {std:.1f} ({len(rows)}) | {mean - level:+.1f} |")
+    if table:
+        lines += ["Each grid baseline (lambda 0, the grid's cosine decay, test set) against its calibration "
+                  "run's level at the plateau (a constant rate, seed 0, validation set; the grid trains at least "
+                  "as many steps). "
+                  "A baseline far below its calibration had not finished learning at the grid's length.", "",
+                  "| dataset | fraction | backbone | calibration at its plateau | grid baseline, seed 0 | "
+                  "grid baselines (n) | grid - calibration |", "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+                  *table, ""]
+    for name in sorted({r["file"] for r in read_exports("length-")}):
+        dataset, fraction, backbone, factor = name[len("length-"):-len(".csv")].split("-")
+        grid = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv") if int(r["seed"]) < 3]
+        table = []
+        for label, rows in (("grid length", grid), (f"{factor[1:]} times as long", read_exports(name))):
+            if rows:
+                table += results.markdown_table(rows, "final_top1").rstrip("\n").split("\n")[-1:]
+                table[-1] = f"| {label} " + table[-1]
+        lines += [f"**{backbone}, {TITLES[dataset]}, fraction {fraction}**, seeds 0-2 at the grid's length and "
+                  f"{factor[1:]} times as long (test top-1 %):", "",
+                  "| length | backbone | fraction | λ | without DRLoc (λ = 0) | n | with DRLoc | n | Δ | paired Δ | "
+                  "95% CI | better |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                  *table, ""]
+    return lines
+
+
 def ablation_tables():
     """Each ablation cell of the results, each variant seed by seed against the grid's lambda-0 runs
     of the same cell."""
@@ -510,6 +567,10 @@ def report(args):
             table = results.markdown_table(rows, "final_top1", BACKBONES).split("\n", 2)[2]
             parts += [f"## Grid, {dataset}", "", table]
             docs["grid table"] += [f"**{TITLES[dataset]}**", "", table.split("\n\n", 1)[1].strip(), ""]
+    length = length_tables()
+    if length:
+        parts += ["## Length check", "", *length]
+        docs["length table"] = length
     ablation = ablation_tables()
     if ablation:
         parts += ["## Ablation", "", *ablation]
@@ -542,7 +603,7 @@ def report(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["calibrate", "grid", "ablation", "heads", "report", "all"])
+    p.add_argument("part", choices=["calibrate", "grid", "length", "ablation", "heads", "report", "all"])
     p.add_argument("--jobs", type=int, default=2, help="jobs at a time (one thread each)")
     p.add_argument("--hours", type=float, default=None, help="stop starting and running jobs after this long")
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
@@ -558,17 +619,24 @@ def main(argv=None):
     p.add_argument("--ablation", nargs=3, default=None, metavar=("DATASET", "FRACTION", "BACKBONE"),
                    help="the cell of the ablation (default: the one whose ablation has begun, else the finished "
                         "grid cell where DRLoc helps most, else ViT at Fashion-MNIST's smallest fraction)")
+    p.add_argument("--length", nargs=3, default=["synthetic", "0.2", "vit"], metavar=("DATASET", "FRACTION", "BACKBONE"),
+                   help="the cell of the length check (default ViT on the synthetic set)")
+    p.add_argument("--length-factor", type=float, default=2.0,
+                   help="the length check's steps as a multiple of the grid's (default 2)")
     args = p.parse_args(argv)
     # SIGINT stops the jobs even when this was started in the background, where a shell leaves
     # SIGINT ignored (and the jobs would inherit that and ignore it between two runs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1; found {args.jobs}")
-    if args.ablation is not None and (args.ablation[0] not in DATASETS or args.ablation[2] not in BACKBONES
-                                      or args.ablation[1] not in [f for f, _ in DATASETS[args.ablation[0]]["grid"]]):
-        p.error(f"--ablation: a dataset of {sorted(DATASETS)}, one of its grid fractions "
-                f"({'; '.join(f'{d}: ' + ' '.join(f for f, _ in s['grid']) for d, s in DATASETS.items())}) "
-                f"and a backbone of {BACKBONES}; found {' '.join(args.ablation)}")
+    if args.length_factor <= 0:
+        p.error(f"--length-factor must be > 0; found {args.length_factor:g}")
+    for option, cell in (("--length", args.length), ("--ablation", args.ablation)):
+        if cell is not None and (cell[0] not in DATASETS or cell[2] not in BACKBONES
+                                 or cell[1] not in [f for f, _ in DATASETS[cell[0]]["grid"]]):
+            p.error(f"{option}: a dataset of {sorted(DATASETS)}, one of its grid fractions "
+                    f"({'; '.join(f'{d}: ' + ' '.join(f for f, _ in s['grid']) for d, s in DATASETS.items())}) "
+                    f"and a backbone of {BACKBONES}; found {' '.join(cell)}")
     if args.backend != BACKEND and os.path.normpath(path(args.results)) == os.path.normpath(path(RESULTS)):
         p.error(f"--backend {args.backend}: the results in {RESULTS} were trained on {BACKEND}; give another "
                 f"--results (and --runs) for a study on {args.backend}")
@@ -576,9 +644,10 @@ def main(argv=None):
     globals().update(RESULTS=args.results, RUNS=args.runs, DOCS=DOCS if args.results == RESULTS else None,
                      BACKEND=args.backend)
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
-    makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "ablation": ablation_jobs, "heads": heads_jobs}
+    makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "length": length_jobs, "ablation": ablation_jobs,
+              "heads": heads_jobs}
     interrupted = False
-    for part in (["calibrate", "grid", "ablation", "heads"] if args.part == "all" else
+    for part in (["calibrate", "grid", "length", "ablation", "heads"] if args.part == "all" else
                  [args.part] if args.part != "report" else []):
         if deadline is not None and time.time() > deadline:
             break

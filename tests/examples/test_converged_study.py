@@ -340,3 +340,44 @@ def test_the_report_writes_an_ablation_table_for_every_ablated_cell(tmp_path, mo
     # m16: 75 and 70 against 70 and 71: +5, -1 (std 4.24, half width 12.706 * 3 = 38.12).
     assert "| m16 | 2 | 72.50 ± 3.54 | +2.00 [-36.12, +40.12] | 1/2 |" in region
     assert region == "\n" + "\n".join(script.ablation_tables()).strip("\n") + "\n<!-- end of "
+
+
+def test_the_length_check_trains_one_cell_longer_with_both_arms(tmp_path):
+    results = tmp_path / "results"
+    write_calibration(results, "synthetic", [("vit", 5350)])  # 107 epochs of 50 steps
+    jobs = dry_run("length", results)
+    assert len(jobs) == 1 and jobs[0].startswith("length-synthetic-0.2-vit-x2: ")
+    assert "--lams 0 default --fractions 0.2 --seeds 0 1 2 --epochs 214 --epoch-images 1600 " in jobs[0]
+    write_calibration(results, "fashion", [("swin", 1840)])  # 20 epochs of 92 steps
+    jobs = dry_run("length", results, "--length", "fashion", "0.01", "swin", "--length-factor", "1.5")
+    assert len(jobs) == 1 and jobs[0].startswith("length-fashion-0.01-swin-x1.5: ") and "--epochs 30 " in jobs[0]
+    for bad, message in ((["--length-factor", "0"], "--length-factor must be > 0; found 0"),
+                         (["--length", "fashion", "0.2", "vit"], "--length: a dataset of"),
+                         (["--ablation", "mnist", "0.01", "vit"], "--ablation: a dataset of")):
+        out = subprocess.run([sys.executable, SCRIPT, "length", "--dry-run", "--results", str(results), *bad],
+                             capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, KERAS_BACKEND="jax"))
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_the_report_sets_each_baseline_against_its_calibration_and_the_length_check_beside_the_grid(tmp_path, monkeypatch):
+    script = load_script()
+    results = tmp_path / "results"
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    results.mkdir()
+    (results / "calibration-synthetic-calibration.csv").write_text(
+        "cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps,level_at_plateau,"
+        "level_at_end,val_top1_at_end\na,vit,0.2,0,synthetic,140,50,107,5350,82.12,82.95,85.2\n"
+        "b,vit,1.0,0,synthetic,40,62,,,,,98.0\n")
+    write_grid(results, "grid-synthetic-0.2-vit", paired([64, 72, 86, 54, 78], [20, 18, 4, 34, 14]))
+    write_grid(results, "length-synthetic-0.2-vit-x2", paired([90, 91, 92], [1, -1, 0.5]))
+    docs = tmp_path / "results.md"
+    docs.write_text("<!-- length table -->\n<!-- end of length table -->\n")
+    monkeypatch.setattr(script, "DOCS", str(docs))
+    script.report(script.argparse.Namespace())
+    region = docs.read_text()
+    # Baselines 64, 72, 86, 54, 78: mean 70.8, std sqrt(612.8 / 4) = 12.4; 82.12 at the calibration's plateau.
+    assert "| Synthetic | 0.2 | vit | 82.1 | 64.0 | 70.8 ± 12.4 (5) | -11.3 |" in region
+    # Seeds 0-2 of the grid (84, 90, 90: +20, +18, +4) beside the check (91, 90, 92.5: +1, -1, +0.5).
+    assert "| grid length | vit | 0.2 | 0.5 | 74.00 ± 11.14 | 3 | 88.00 ± 3.46 | 3 | +14.00 | +14.00 ± 8.72 |" in region
+    assert "| 2 times as long | vit | 0.2 | 0.5 | 91.00 ± 1.00 | 3 | 91.17 ± 1.26 | 3 | +0.17 | +0.17 ± 1.04 |" in region
+    assert "| Fashion-MNIST" not in region  # no calibration there
