@@ -75,6 +75,7 @@ DATASETS = {
     },
 }
 BATCH = 32
+SHORTFALL = 3.0  # points below its calibration's plateau at which a grid baseline had not finished learning
 STOP_GRACE = 300  # seconds a job has, after Ctrl-C at --hours, before it is sent SIGTERM
 
 # The ablation: one change each against the grid's settings (lambda the family default, m = 64,
@@ -276,19 +277,29 @@ def ablation_cell():
     """The ablation's cell and why: the cell whose ablation has begun (its files are in the results),
     else the complete grid cell where DRLoc helps most (the largest mean paired difference among the
     cells whose 95% interval lies above 0), else, where it helps nowhere, ViT at Fashion-MNIST's
-    smallest fraction. Cells still missing seeds take no part; the choice is printed with its figures."""
+    smallest fraction. Cells still missing seeds take no part, nor cells whose baselines had not
+    finished learning (their mean more than SHORTFALL points below their calibration's level at
+    the plateau); the choice is printed with its figures."""
     begun = sorted({tuple(r["file"][len("ablation-"):].split("-", 3)[:3]) for r in read_exports("ablation-")})
     if begun:
         return begun[0], "its ablation has begun (" + ", ".join(" ".join(c) for c in begun) + ")"
-    helping, incomplete = [], []
+    helping, incomplete, short = [], [], []
+    against = baselines_against_calibration()
     for cell, (diffs, complete) in grid_cells().items():
         if not complete:
             incomplete.append(" ".join(cell))
+            continue
+        level, _, baseline, _, _ = against.get(cell, (None, None, None, None, None))
+        if level is None or baseline < level - SHORTFALL:
+            short.append(" ".join(cell) + ("" if level is None else f" ({baseline:.1f} against {level:.1f})"))
             continue
         mean, half, higher, n = results.paired_summary(diffs)
         if half is not None and mean - half > 0:
             helping.append((mean, cell, f"paired {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}], {higher}/{n}"))
     waiting = f"; not finished, so not compared: {', '.join(sorted(incomplete))}" if incomplete else ""
+    if short:
+        waiting += (f"; baselines short of their calibration by more than {SHORTFALL:g} points (or not calibrated "
+                    f"at that fraction), so not compared: {', '.join(short)}")
     if not helping:
         return ("fashion", DATASETS["fashion"]["grid"][0][0], "vit"), "DRLoc helps in no finished cell" + waiting
     mean, cell, figures = max(helping)
@@ -419,24 +430,29 @@ def read_exports(prefix):
     return rows
 
 
-def length_tables():
-    """The grid's baselines against their calibration's level, and each length check beside its grid cell."""
-    lines = []
+def baselines_against_calibration():
+    """`{(dataset, fraction, backbone): (calibration level, grid baseline of seed 0 or None, mean, std, n)}`
+    for every grid cell with baselines whose calibration ran at its fraction (top-1 %)."""
     levels = {}
     for dataset in DATASETS:
         for r in _read_csv(path(RESULTS, f"calibration-{dataset}-calibration.csv")):
             if r.get("level_at_plateau") and r["fraction"] in [f for f, _ in DATASETS[dataset]["grid"]]:
                 levels[(dataset, r["fraction"], r["backbone"])] = float(r["level_at_plateau"])
-    table = []
-    for (dataset, fraction, backbone), _ in sorted(grid_cells().items()):
-        rows = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv") if float(r["lam"]) == 0]
-        level = levels.get((dataset, fraction, backbone))
-        if not rows or level is None:
-            continue
-        seed0 = [100 * r["final_top1"] for r in rows if int(r["seed"]) == 0]
-        mean, std = results.mean_std([100 * r["final_top1"] for r in rows])
+    found = {}
+    for cell in sorted(grid_cells()):
+        top1 = {int(r["seed"]): 100 * r["final_top1"] for r in read_exports(f"grid-{'-'.join(cell)}.csv")
+                if float(r["lam"]) == 0}
+        if top1 and cell in levels:
+            found[cell] = (levels[cell], top1.get(0), *results.mean_std(list(top1.values())), len(top1))
+    return found
+
+
+def length_tables():
+    """The grid's baselines against their calibration's level, and each length check beside its grid cell."""
+    lines, table = [], []
+    for (dataset, fraction, backbone), (level, seed0, mean, std, n) in baselines_against_calibration().items():
         table.append(f"| {TITLES[dataset]} | {fraction} | {backbone} | {level:.1f} | "
-                     f"{f'{seed0[0]:.1f}' if seed0 else '-'} | {mean:.1f} ± {std:.1f} ({len(rows)}) | {mean - level:+.1f} |")
+                     f"{'-' if seed0 is None else f'{seed0:.1f}'} | {mean:.1f} ± {std:.1f} ({n}) | {mean - level:+.1f} |")
     if table:
         lines += ["Each grid baseline (lambda 0, the grid's cosine decay, test set) against its calibration "
                   "run's level at the plateau (a constant rate, seed 0, validation set; the grid trains at least "

@@ -287,31 +287,55 @@ def paired(base, gains, lam=0.5):
             **{(lam, s): (b + g) / 100 for s, (b, g) in enumerate(zip(base, gains))}}
 
 
-def test_the_ablation_cell_is_the_finished_cell_where_drloc_helps_most(tmp_path, monkeypatch):
+def write_levels(results, levels):
+    """A calibration of each dataset in `levels`: {(dataset, fraction, backbone): level at the plateau}."""
+    results.mkdir(parents=True, exist_ok=True)
+    for dataset in {d for d, _, _ in levels}:
+        (results / f"calibration-{dataset}-calibration.csv").write_text("\n".join(
+            ["cell,backbone,fraction,seed,dataset,epochs,steps_per_epoch,plateau_epoch,plateau_steps,level_at_plateau"]
+            + [f"{b}-{f},{b},{f},0,{d},40,50,20,1000,{level}" for (d, f, b), level in levels.items() if d == dataset])
+            + "\n")
+
+
+def test_the_ablation_cell_is_the_finished_converged_cell_where_drloc_helps_most(tmp_path, monkeypatch):
     script = load_script()
     results = tmp_path / "results"
     monkeypatch.setattr(script, "RESULTS", str(results))
     fallback = ("fashion", "0.01", "vit")
     assert script.ablation_cell()[0] == fallback  # nothing measured: ViT at the smallest fraction
+    write_levels(results, {("fashion", "0.01", "swin"): 71.0, ("fashion", "0.01", "vit"): 72.0,
+                           ("synthetic", "0.2", "resnet50"): 62.0, ("synthetic", "0.2", "vit"): 90.0})
     # Swin at 1%: +2 in every seed (interval above 0); ViT at 1%: larger mean, interval across 0.
     write_grid(results, "grid-fashion-0.01-swin", paired([70, 71, 72, 73, 74], [1.5, 2, 2.5, 2, 2]))
     write_grid(results, "grid-fashion-0.01-vit", paired([70, 71, 72, 73, 74], [9, -5, 8, -4, 10]))
     # Synthetic ResNet-50: +20 in each seed, but only 4 of its 5 seeds so far: not compared.
     write_grid(results, "grid-synthetic-0.2-resnet50", paired([60, 61, 62, 63], [20, 19, 21, 20]))
+    # Synthetic ViT: +15 in every seed, but its baselines (mean 72) end 18 points below the 90 its
+    # calibration reached: they had not finished learning, so it is not compared.
+    write_grid(results, "grid-synthetic-0.2-vit", paired([70, 71, 72, 73, 74], [15, 14, 16, 15, 15]))
     cell, why = script.ablation_cell()
     assert cell == ("fashion", "0.01", "swin"), why
     assert "paired +2.00 [+1.56, +2.44], 5/5" in why
-    assert "synthetic 0.2 resnet50" in why.split("not compared:")[1]
-    assert "fashion 0.01 vit" not in why.split("not compared:")[0]  # finished, but its interval holds 0
+    assert "synthetic 0.2 resnet50" in why.split("not finished, so not compared: ")[1].split(";")[0]
+    assert "so not compared: synthetic 0.2 vit (72.0 against 90.0)" in why
+    assert "fashion 0.01 vit" not in why  # finished and converged, but its interval holds 0
     # Its fifth seed in, ResNet-50 helps more, and the smaller effect is named beside it.
     write_grid(results, "grid-synthetic-0.2-resnet50", paired([60, 61, 62, 63, 64], [20, 19, 21, 20, 22]))
     cell, why = script.ablation_cell()
     assert cell == ("synthetic", "0.2", "resnet50") and "also above 0: fashion 0.01 swin +2.00" in why
+    # A baseline within 3 points of its calibration counts as converged: ViT (mean 72 against 74.9)
+    # takes part, second to ResNet-50's +20.40.
+    write_levels(results, {("fashion", "0.01", "swin"): 71.0, ("fashion", "0.01", "vit"): 72.0,
+                           ("synthetic", "0.2", "resnet50"): 62.0, ("synthetic", "0.2", "vit"): 74.9})
+    cell, why = script.ablation_cell()
+    assert cell == ("synthetic", "0.2", "resnet50") and "also above 0: synthetic 0.2 vit +15.00, fashion 0.01 swin" in why
+    assert "more than 3 points" not in why
     # Once an ablation has begun, its cell stays the ablation's, whatever the grid shows later.
     write_grid(results, "ablation-fashion-0.01-swin-warmup-decay", {(0.5, 0): 0.72})
     assert script.ablation_cell()[0] == ("fashion", "0.01", "swin")
     # Where DRLoc helps nowhere: back to ViT at the smallest fraction.
-    for name in ("ablation-fashion-0.01-swin-warmup-decay", "grid-synthetic-0.2-resnet50", "grid-fashion-0.01-swin"):
+    for name in ("ablation-fashion-0.01-swin-warmup-decay", "grid-synthetic-0.2-resnet50", "grid-fashion-0.01-swin",
+                 "grid-synthetic-0.2-vit"):
         (results / f"{name}.csv").unlink()
     assert script.ablation_cell()[0] == fallback
 
