@@ -557,8 +557,12 @@ def _run_cell(i, cell, cells, args, report, start, durations, pending, carried):
         traceback.print_exc()
         report["failed"][cell.name] = f"{type(e).__name__}: {e}"
     else:
-        if isinstance(result, dict) and result.get("interrupted"):
+        if isinstance(result, dict) and result.get("interrupted"):  # Ctrl-C inside the run: it saved itself
             report["interrupted"] = True
+            report["stopped"].append(cell.name)
+            print(f"{where}: stopped part-way after {_clock(time.time() - cell_start)}; the same command "
+                  f"resumes it from its last finished epoch", flush=True)
+            return
         report["ran"].append(cell.name)
         top1 = result.get("final_top1") if isinstance(result, dict) else None
         print(f"{where}: done in {_clock(time.time() - cell_start)}"
@@ -574,7 +578,7 @@ def main(argv=None):
     1 some cells failed, 130 interrupted."""
     args = parse_args(argv)
     csv_path = os.path.join(args.output, "results.csv")
-    report = {"output": args.output, "results_csv": csv_path, "ran": [], "skipped": [],
+    report = {"output": args.output, "results_csv": csv_path, "ran": [], "skipped": [], "stopped": [],
               "failed": {}, "interrupted": False, "cells": 0}
 
     if args.aggregate_only:
@@ -649,8 +653,10 @@ def main(argv=None):
     if rows:
         report["results_md"], report["results_png"] = write_summary(args.output, args.metric, args.backbones)
     if report["interrupted"]:
-        print(f"\ninterrupted: {len(report['ran'])} cell(s) finished in this session, kept in {csv_path}; "
-              f"run the same command again to go on", file=sys.stderr)
+        stopped = (f"; {', '.join(report['stopped'])} stopped part-way (not in the results)"
+                   if report["stopped"] else "")
+        print(f"\ninterrupted: {len(report['ran'])} cell(s) finished in this session, kept in {csv_path}"
+              f"{stopped}; run the same command again to go on", file=sys.stderr)
     for name, why in report["failed"].items():
         print(f"failed: {name}: {why}", file=sys.stderr)
     print(f"study: {len(report['ran'])} run, {len(report['skipped'])} skipped, {len(report['failed'])} failed "

@@ -54,11 +54,12 @@ class FakeTrain:
     settings come from its config.json) and writes what a finished
     run writes (config.json, state.json, last.keras, metrics.json); records every call.
     `fail` and `interrupt` name cells (folder names) that exit with code 3 or are stopped
-    by Ctrl-C instead."""
+    by Ctrl-C instead; `stop` ones stop part-way as a run does on Ctrl-C during an epoch (it saves
+    itself and returns metrics marked interrupted)."""
 
-    def __init__(self, fail=(), interrupt=()):
+    def __init__(self, fail=(), interrupt=(), stop=()):
         self.calls = []
-        self.fail, self.interrupt = set(fail), set(interrupt)
+        self.fail, self.interrupt, self.stop = set(fail), set(interrupt), set(stop)
         self.before = None  # called with each cell's name before it "trains"
 
     @staticmethod
@@ -82,6 +83,10 @@ class FakeTrain:
             raise KeyboardInterrupt
         if name in self.fail:
             raise options.UsageError("the loss became NaN")
+        if name in self.stop:
+            with open(os.path.join(args.output, "state.json"), "w") as f:
+                json.dump({"epochs_done": 1}, f)
+            return {"final_top1": None, "epochs": 1, "interrupted": True}
         with open(os.path.join(args.output, "state.json"), "w") as f:
             json.dump({"epochs_done": args.epochs}, f)
         open(os.path.join(args.output, "last.keras"), "w").close()
@@ -254,6 +259,19 @@ def test_an_interrupted_cell_resumes_and_a_cell_without_an_epoch_restarts(tmp_pa
     assert not (started / "history.csv").exists()  # started again in a clean folder
     assert sorted(report["ran"]) == sorted(calls) and len(report["skipped"]) == 2
     assert len(read_csv(tmp_path / "results.csv")) == 4
+
+
+def test_a_cell_stopped_part_way_is_reported_as_stopped_not_finished(tmp_path, monkeypatch, capsys):
+    argv = tiny_study_argv(tmp_path, seeds=("0", "1"))
+    order = [c.name for c in study.make_grid(study.parse_args(argv))]
+    monkeypatch.setattr(study, "train_cell", FakeTrain(stop={order[1]}))
+    report = study.main(argv)
+    assert report["interrupted"] and study.exit_code(report) == 130
+    assert report["ran"] == order[:1] and report["stopped"] == [order[1]]
+    out, err = capsys.readouterr()
+    assert "[2/4] vit lam=0.5 fraction=1 seed=0: stopped part-way" in out and "[2/4] vit lam=0.5 fraction=1 seed=0: done" not in out
+    assert "interrupted: 1 cell(s) finished in this session" in err and f"{order[1]} stopped part-way" in err
+    assert [r["cell"] for r in read_csv(tmp_path / "results.csv")] == order[:1]
 
 
 def test_changed_settings_are_refused_before_any_training(tmp_path, fake, capsys):
