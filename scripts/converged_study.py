@@ -2,7 +2,7 @@
 
     python scripts/converged_study.py calibrate --jobs 2   # how many steps each baseline needs
     python scripts/converged_study.py grid --jobs 2        # backbones x lambda x fraction x seeds
-    python scripts/converged_study.py length --jobs 2      # one cell at twice the grid's steps
+    python scripts/converged_study.py length               # one cell at twice the grid's steps (one job)
     python scripts/converged_study.py ablation --jobs 2    # lambda, m, loss, offsets, schedule
     python scripts/converged_study.py heads                # what the heads learned
     python scripts/converged_study.py report               # docs/results/converged/summary.md
