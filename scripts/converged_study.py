@@ -266,11 +266,17 @@ def grid_cells():
         for fraction, seeds in spec["grid"]:
             for backbone in BACKBONES:
                 rows = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
-                arms = [{int(r["seed"]): 100 * r["final_top1"] for r in rows if (float(r["lam"]) == 0) == base}
-                        for base in (True, False)]
-                diffs = [arms[1][s] - arms[0][s] for s in sorted(arms[0]) if s in arms[1]]
-                cells[(dataset, fraction, backbone)] = (diffs, set(arms[0]) == set(arms[1]) == set(seeds))
+                diffs = [d for pairs in results.paired_differences(rows).values() for d in pairs]
+                arms = [{int(r["seed"]) for r in rows if (float(r["lam"]) == 0) == base} for base in (True, False)]
+                cells[(dataset, fraction, backbone)] = (diffs, arms[0] == arms[1] == set(seeds))
     return cells
+
+
+def ablated_cells():
+    """The (dataset, fraction, backbone) of every ablation in the results, from its files' names."""
+    names = os.listdir(path(RESULTS)) if os.path.isdir(path(RESULTS)) else []
+    return sorted({tuple(n[len("ablation-"):].split("-", 3)[:3]) for n in names
+                   if n.startswith("ablation-") and n.endswith(".csv")})
 
 
 def ablation_cell():
@@ -280,7 +286,7 @@ def ablation_cell():
     smallest fraction. Cells still missing seeds take no part, nor cells whose baselines had not
     finished learning (their mean more than SHORTFALL points below their calibration's level at
     the plateau); the choice is printed with its figures."""
-    begun = sorted({tuple(r["file"][len("ablation-"):].split("-", 3)[:3]) for r in read_exports("ablation-")})
+    begun = ablated_cells()
     if begun:
         return begun[0], "its ablation has begun (" + ", ".join(" ".join(c) for c in begun) + ")"
     helping, incomplete, short = [], [], []
@@ -481,10 +487,9 @@ def ablation_tables():
     """Each ablation cell of the results, each variant seed by seed against the grid's lambda-0 runs
     of the same cell."""
     lines = []
-    for cell in sorted({tuple(r["file"][len("ablation-"):].split("-", 3)[:3]) for r in read_exports("ablation-")}):
-        dataset, fraction, backbone = cell
+    for dataset, fraction, backbone in ablated_cells():
         grid = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
-        baseline = {int(r["seed"]): 100 * r["final_top1"] for r in grid if float(r["lam"]) == 0}
+        baselines = [r for r in grid if float(r["lam"]) == 0]
         grid_drloc = [r for r in grid if float(r["lam"]) != 0 and int(r["seed"]) < 3]
         lines += [f"**{backbone}, {TITLES[dataset]}, fraction {fraction}**: each variant against the grid's "
                   f"lambda-0 runs of the same seeds (test top-1 %, paired difference and 95% interval).", "",
@@ -495,7 +500,7 @@ def ablation_tables():
         for name in sorted({r["file"] for r in read_exports(prefix)}):
             variants.append((name[len(prefix):-len(".csv")], read_exports(name)))
         for label, rows in variants:
-            diffs = [100 * r["final_top1"] - baseline[int(r["seed"])] for r in rows if int(r["seed"]) in baseline]
+            diffs = [d for pairs in results.paired_differences(baselines + rows).values() for d in pairs]
             if not diffs:
                 continue
             mean, half, higher, n = results.paired_summary(diffs)
