@@ -442,13 +442,14 @@ def baselines_against_calibration():
     levels = {}
     for dataset in DATASETS:
         for r in _read_csv(path(RESULTS, f"calibration-{dataset}-calibration.csv")):
-            if r.get("level_at_plateau") and r["fraction"] in [f for f, _ in DATASETS[dataset]["grid"]]:
+            if (r.get("level_at_plateau") and r["backbone"] in BACKBONES
+                    and r["fraction"] in [f for f, _ in DATASETS[dataset]["grid"]]):
                 levels[(dataset, r["fraction"], r["backbone"])] = float(r["level_at_plateau"])
     found = {}
-    for cell in sorted(grid_cells()):
+    for cell in sorted(levels):
         top1 = {int(r["seed"]): 100 * r["final_top1"] for r in read_exports(f"grid-{'-'.join(cell)}.csv")
                 if float(r["lam"]) == 0}
-        if top1 and cell in levels:
+        if top1:
             found[cell] = (levels[cell], top1.get(0), *results.mean_std(list(top1.values())), len(top1))
     return found
 
