@@ -2,6 +2,7 @@
 
     python scripts/converged_study.py calibrate --jobs 2   # how many steps each baseline needs
     python scripts/converged_study.py grid --jobs 2        # backbones x lambda x fraction x seeds
+    python scripts/converged_study.py grid --jobs 2 --by-seed --backbones cvt   # two seeds of a cell at once
     python scripts/converged_study.py length               # one cell at twice the grid's steps (one job)
     python scripts/converged_study.py ablation --jobs 2    # lambda, m, loss, offsets, schedule
     python scripts/converged_study.py heads                # what the heads learned
@@ -30,6 +31,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -113,8 +115,8 @@ def in_repo(file):
 
 
 class Job:
-    def __init__(self, name, argv, after=None):
-        self.name, self.argv, self.after = name, argv, after
+    def __init__(self, name, argv, after=None, before=None):
+        self.name, self.argv, self.after, self.before = name, argv, after, before
         self.process = self.started = self.log = None
 
 
@@ -197,19 +199,51 @@ def grid_epochs(dataset, backbone):
     return max(2, math.ceil(steps / (DATASETS[dataset]["epoch_images"] // BATCH)))
 
 
-def study_job(name, dataset, backbone, fraction, seeds, lams, epochs, extra=()):
+def study_job(name, dataset, backbone, fraction, seeds, lams, epochs, extra=(), cell=None):
+    """One small_data_study.py job. It exports its rows to `<name>.csv` and skips the runs that the
+    results already hold: its own file, and with `cell` (a grid cell's name) every file of that
+    cell, which the seed jobs of `grid --by-seed` share out (merged into one `--continue-from`
+    file when the job starts)."""
     spec = DATASETS[dataset]
     export = path(RESULTS, f"{name}.csv")
     argv = [sys.executable, path("examples", "small_data_study.py"), "--output", path(RUNS, name),
             *spec["study"], "--backbones", backbone, "--lams", *lams, "--fractions", fraction,
             "--seeds", *map(str, seeds), "--epochs", str(epochs), "--epoch-images", str(spec["epoch_images"]),
             "--warmup-epochs", "1", "--batch-size", str(BATCH), "--verbose", "2", "--export", export]
-    if os.path.exists(export):
+    sources = cell_files(cell) if cell else [export] * os.path.exists(export)
+    before = None
+    if sources == [export]:
         argv += ["--continue-from", export]
-    return Job(name, argv + ["--", *spec["train"], *extra])
+    elif sources:
+        merged = path(RUNS, name, "continue-from.csv")
+        argv += ["--continue-from", merged]
+        before = lambda: merge_results(cell_files(cell), merged, first=export)  # what has landed by then
+    return Job(name, argv + ["--", *spec["train"], *extra], before=before)
+
+
+def cell_files(cell):
+    """The results files of grid cell `cell` (`grid-<dataset>-<fraction>-<backbone>`): the file of
+    the job that trains all its seeds and those of its seed jobs (`...-seed<N>.csv`, `--by-seed`)."""
+    names = os.listdir(path(RESULTS)) if os.path.isdir(path(RESULTS)) else []
+    return [path(RESULTS, n) for n in sorted(names)
+            if n == f"{cell}.csv" or re.fullmatch(re.escape(cell) + r"-seed\d+\.csv", n)]
+
+
+def merge_results(files, target, first=None):
+    """The rows of `files` in one results file, each run once (`first`'s row where files repeat one)."""
+    rows = {}
+    for file in sorted(files, key=lambda f: f != first):
+        for row in results.read_results(file):
+            rows.setdefault((row["cell"], row.get("settings")), row)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    results.write_results(target, list(rows.values()))
 
 
 def grid_jobs(args):
+    """One job per grid cell, its seeds one after the other; with `--by-seed` one job per seed of
+    each cell (`grid-...-seed<N>`, its own run folder and results file), so that `--jobs 2` trains
+    two seeds of one costly cell side by side. Either way a job skips the runs any file of its
+    cell holds, so the two can follow each other across sessions."""
     jobs = []
     for dataset, spec in DATASETS.items():
         if dataset not in args.datasets:
@@ -220,11 +254,16 @@ def grid_jobs(args):
                 if epochs is None:
                     print(f"grid: {backbone} on {dataset} is not calibrated yet (run `calibrate`): skipped")
                     continue
-                job = study_job(f"grid-{dataset}-{fraction}-{backbone}", dataset, backbone, fraction,
-                                seeds, ["0", "default"], epochs)
-                if fraction == spec["grid"][0][0]:  # the heads' figure, while the run folders are here
-                    job.after = lambda dataset=dataset, backbone=backbone: heads_after_grid(dataset, backbone)
-                jobs.append(job)
+                cell = f"grid-{dataset}-{fraction}-{backbone}"
+                parts = [(f"{cell}-seed{seed}", [seed]) for seed in seeds] if getattr(args, "by_seed", False) \
+                    else [(cell, seeds)]
+                for name, part_seeds in parts:
+                    job = study_job(name, dataset, backbone, fraction, part_seeds, ["0", "default"], epochs,
+                                    cell=cell)
+                    # The heads' figure, while the run folders are here.
+                    if fraction == spec["grid"][0][0] and 0 in part_seeds:
+                        job.after = lambda dataset=dataset, backbone=backbone: heads_after_grid(dataset, backbone)
+                    jobs.append(job)
     # Interleaved by backbone, so that the cheap ones finish first.
     return sorted(jobs, key=lambda j: [b in j.name for b in args.backbones].index(True))
 
@@ -265,7 +304,7 @@ def grid_cells():
     for dataset, spec in DATASETS.items():
         for fraction, seeds in spec["grid"]:
             for backbone in BACKBONES:
-                rows = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
+                rows = grid_rows(dataset, fraction, backbone)
                 diffs = [d for pairs in results.paired_differences(rows).values() for d in pairs]
                 arms = [{int(r["seed"]) for r in rows if (float(r["lam"]) == 0) == base} for base in (True, False)]
                 cells[(dataset, fraction, backbone)] = (diffs, arms[0] == arms[1] == set(seeds))
@@ -318,8 +357,11 @@ def heads_job(dataset, backbone):
     when that run has not finished here or its figure is already in the results."""
     fraction = DATASETS[dataset]["grid"][0][0]
     lam = catalog.default_lambda(backbone)
-    folder = path(RUNS, f"grid-{dataset}-{fraction}-{backbone}",
-                  f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0")
+    run = f"{backbone}-lam{lam:g}-frac{float(fraction):g}-seed0"
+    cell = f"grid-{dataset}-{fraction}-{backbone}"
+    # The cell's job's folder, or its seed-0 job's (`grid --by-seed`), whichever finished the run.
+    folder = next((f for f in (path(RUNS, cell, run), path(RUNS, f"{cell}-seed0", run))
+                   if study.cell_state(f) == study.FINISHED), path(RUNS, cell, run))
     target = path(RESULTS, f"offsets-{dataset}-{backbone}.png")
     # A run stopped part-way writes metrics.json too: only a whole run's model is drawn.
     if study.cell_state(folder) != study.FINISHED or os.path.exists(target):
@@ -388,6 +430,8 @@ def _schedule(pending, running, workers, deadline, env):
             stopping = math.inf
         while pending and len(running) < workers and not stopping:
             job = pending.pop(0)
+            if job.before is not None:
+                job.before()
             job.log = open(path(RUNS, "logs", f"{job.name}.log"), "a")
             job.log.write(f"\n$ {' '.join(shlex.quote(a) for a in job.argv)}\n")
             job.log.flush()
@@ -427,13 +471,24 @@ def _record_wall_time(job, seconds, code):
 # --- The report ------------------------------------------------------------------------------
 
 
-def read_exports(prefix):
-    rows = []
+def read_exports(prefix, names=None):
+    """The rows of the results files whose names begin with `prefix` (and are among `names`, if
+    given), each with its file's name; a run that two files hold (a grid cell's file and one of its
+    seed jobs') once."""
+    rows, seen = [], set()
     for name in sorted(os.listdir(path(RESULTS))) if os.path.isdir(path(RESULTS)) else []:
-        if name.startswith(prefix) and name.endswith(".csv"):
+        if name.startswith(prefix) and name.endswith(".csv") and (names is None or name in names):
             for row in results.read_results(path(RESULTS, name)):
-                rows.append({**row, "file": name})
+                if (row["cell"], row.get("settings")) not in seen:
+                    seen.add((row["cell"], row.get("settings")))
+                    rows.append({**row, "file": name})
     return rows
+
+
+def grid_rows(dataset, fraction, backbone):
+    """The runs of one grid cell, from all its files (`cell_files`), each once."""
+    cell = f"grid-{dataset}-{fraction}-{backbone}"
+    return read_exports(cell, {os.path.basename(f) for f in cell_files(cell)})
 
 
 def baselines_against_calibration():
@@ -447,7 +502,7 @@ def baselines_against_calibration():
                 levels[(dataset, r["fraction"], r["backbone"])] = float(r["level_at_plateau"])
     found = {}
     for cell in sorted(levels):
-        top1 = {int(r["seed"]): 100 * r["final_top1"] for r in read_exports(f"grid-{'-'.join(cell)}.csv")
+        top1 = {int(r["seed"]): 100 * r["final_top1"] for r in grid_rows(*cell)
                 if float(r["lam"]) == 0}
         if top1:
             found[cell] = (levels[cell], top1.get(0), *results.mean_std(list(top1.values())), len(top1))
@@ -470,7 +525,7 @@ def length_tables():
                   *table, ""]
     for name in sorted({r["file"] for r in read_exports("length-")}):
         dataset, fraction, backbone, factor = name[len("length-"):-len(".csv")].split("-")
-        grid = [r for r in read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv") if int(r["seed"]) < 3]
+        grid = [r for r in grid_rows(dataset, fraction, backbone) if int(r["seed"]) < 3]
         table = []
         for label, rows in (("grid length", grid), (f"{factor[1:]} times as long", read_exports(name))):
             if rows:
@@ -489,7 +544,7 @@ def ablation_tables():
     of the same cell."""
     lines = []
     for dataset, fraction, backbone in ablated_cells():
-        grid = read_exports(f"grid-{dataset}-{fraction}-{backbone}.csv")
+        grid = grid_rows(dataset, fraction, backbone)
         baselines = [r for r in grid if float(r["lam"]) == 0]
         grid_drloc = [r for r in grid if float(r["lam"]) != 0 and int(r["seed"]) < 3]
         lines += [f"**{backbone}, {TITLES[dataset]}, fraction {fraction}**: each variant against the grid's "
@@ -638,6 +693,9 @@ def main(argv=None):
     p.add_argument("--backend", default=BACKEND, choices=["tensorflow", "jax", "torch"],
                    help=f"the Keras backend of every job (default {BACKEND}, that of the committed results; "
                         f"another needs another --results)")
+    p.add_argument("--by-seed", action="store_true",
+                   help="grid: one job per seed of each cell (its own run folder and results file, "
+                        "grid-...-seed<N>.csv), so that --jobs 2 trains two seeds of a costly cell side by side")
     p.add_argument("--ablation", nargs=3, default=None, metavar=("DATASET", "FRACTION", "BACKBONE"),
                    help="the cell of the ablation (default: the one whose ablation has begun, else the finished "
                         "grid cell where DRLoc helps most, else ViT at Fashion-MNIST's smallest fraction)")

@@ -405,3 +405,49 @@ def test_the_report_sets_each_baseline_against_its_calibration_and_the_length_ch
     assert "| grid length | vit | 0.2 | 0.5 | 74.00 ± 11.14 | 3 | 88.00 ± 3.46 | 3 | +14.00 | +14.00 ± 8.72 |" in region
     assert "| 2 times as long | vit | 0.2 | 0.5 | 91.00 ± 1.00 | 3 | 91.17 ± 1.26 | 3 | +0.17 | +0.17 ± 1.04 |" in region
     assert "| Fashion-MNIST" not in region  # no calibration there
+
+
+def test_by_seed_splits_a_cell_into_seed_jobs_that_share_its_results(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    write_calibration(results, "synthetic", [("cvt", 1000)])
+    jobs = dry_run("grid", results, "--datasets", "synthetic", "--by-seed")
+    assert [line.split(":")[0] for line in jobs] == [f"grid-synthetic-0.2-cvt-seed{s}" for s in range(5)]
+    for seed, line in enumerate(jobs):
+        assert f"--seeds {seed} --epochs 20 " in line and "--lams 0 default" in line
+        assert f"--export {results}/grid-synthetic-0.2-cvt-seed{seed}.csv" in line and "--continue-from" not in line
+        assert f"--output {results}/runs/grid-synthetic-0.2-cvt-seed{seed} " in line
+
+    # Runs finished by the cell's own job (seed 0, both arms; seed 1 without DRLoc) and by a seed job
+    # (seed 1 with DRLoc, and seed 0's baseline again): every job reads them all, each run once.
+    script = load_script()
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    monkeypatch.setattr(script, "RUNS", str(tmp_path / "runs"))
+    write_grid(results, "grid-synthetic-0.2-cvt", {(0.0, 0): 0.80, (0.1, 0): 0.85, (0.0, 1): 0.70})
+    write_grid(results, "grid-synthetic-0.2-cvt-seed1", {(0.1, 1): 0.78, (0.0, 0): 0.80})
+    for other in ("grid-synthetic-0.2-cvtx.csv", "grid-synthetic-0.2-cvt-seed1b.csv"):  # not files of the cell
+        (results / other).write_text("settings,cell\n")
+    assert [os.path.basename(f) for f in script.cell_files("grid-synthetic-0.2-cvt")] == [
+        "grid-synthetic-0.2-cvt-seed1.csv", "grid-synthetic-0.2-cvt.csv"]
+    rows = script.grid_rows("synthetic", "0.2", "cvt")
+    assert sorted((r["lam"], r["seed"], r["final_top1"]) for r in rows) == [
+        (0.0, 0, 0.80), (0.0, 1, 0.70), (0.1, 0, 0.85), (0.1, 1, 0.78)]
+    diffs, complete = script.grid_cells()[("synthetic", "0.2", "cvt")]
+    assert sorted(round(d, 6) for d in diffs) == [5.0, 8.0] and not complete
+    for by_seed, name in ((True, "grid-synthetic-0.2-cvt-seed2"), (False, "grid-synthetic-0.2-cvt")):
+        args = script.argparse.Namespace(datasets=["synthetic"], backbones=["cvt"], by_seed=by_seed)
+        job = [j for j in script.grid_jobs(args) if j.name == name][0]
+        merged = tmp_path / "runs" / name / "continue-from.csv"
+        assert job.argv[job.argv.index("--continue-from") + 1] == str(merged) and not merged.exists()
+        script.run_jobs([script.Job(job.name, [sys.executable, "-c", ""], before=job.before)], 1, None)
+        merged_rows = script.results.read_results(str(merged))  # written when the job starts
+        assert sorted((r["lam"], r["seed"]) for r in merged_rows) == [(0.0, 0), (0.0, 1), (0.1, 0), (0.1, 1)]
+    # The heads' figure hangs on the seed-0 job alone.
+    args = script.argparse.Namespace(datasets=["synthetic"], backbones=["cvt"], by_seed=True)
+    assert [j.after is not None for j in script.grid_jobs(args)] == [True, False, False, False, False]
+    # and finds the seed job's run folder.
+    folder = tmp_path / "runs" / "grid-synthetic-0.2-cvt-seed0" / "cvt-lam0.1-frac0.2-seed0"
+    folder.mkdir(parents=True)
+    assert script.heads_job("synthetic", "cvt") is None
+    (folder / "metrics.json").write_text(json.dumps({"interrupted": False, "final_top1": 0.8, "epochs": 20,
+                                                     "config": {"epochs": 20}}))
+    assert str(folder) in script.heads_job("synthetic", "cvt").argv
