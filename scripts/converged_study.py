@@ -567,8 +567,17 @@ def ablation_tables():
     return lines
 
 
+def recorded_minutes(rows):
+    """The training minutes the runs of `rows` recorded themselves (seconds per epoch of each run's
+    last session times its epochs), and how many runs recorded them."""
+    timed = [r for r in rows if r.get("seconds_per_epoch") not in (None, "") and r.get("epochs") not in (None, "")]
+    return sum(r["seconds_per_epoch"] * r["epochs"] for r in timed) / 60, len(timed)
+
+
 def wall_time_table():
-    """The minutes of each job of wall-times.csv, summed over the sessions that ran it, and of each part."""
+    """The minutes of each job of wall-times.csv, summed over the sessions that ran it, and of each
+    part; beside them the minutes the job's runs recorded themselves, which a session stopped before
+    its jobs could write their wall time does not lose."""
     file = path(RESULTS, "wall-times.csv")
     if not os.path.exists(file):
         return []
@@ -580,13 +589,23 @@ def wall_time_table():
     for job, (minutes, _) in jobs.items():
         part = job.split("-")[0]
         parts[part] = parts.get(part, 0.0) + minutes
+
+    def recorded(prefix):
+        minutes, runs = recorded_minutes(read_exports(prefix))
+        return f"{minutes:.0f} ({runs} run{'s' * (runs != 1)})" if runs else "-"
+
     lines = ["## Wall time", "",
              "Minutes of each job (one thread, beside the other jobs), over every session that ran it, from "
              "`wall-times.csv`; calibration runs of the sessions before it was kept are in the calibration "
-             "tables above. Each part's total is the machine time it cost one thread.", "",
-             "| job | sessions | minutes |", "| --- | ---: | ---: |"]
-    lines += [f"| {job} | {sessions} | {minutes:.0f} |" for job, (minutes, sessions) in jobs.items()]
-    lines += [f"| **{part}, all jobs** | | **{minutes:.0f}** ({minutes / 60:.1f} h) |"
+             "tables above. Each part's total is the machine time it cost one thread. A session that ended "
+             "before its jobs stopped left no line there; the last column, the training minutes the runs "
+             "recorded themselves in the results files (seconds per epoch times epochs, each run once), "
+             "counts those too, but not the validation and checkpoints between epochs.", "",
+             "| job | sessions | minutes | minutes the runs recorded |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {job} | {sessions} | {minutes:.0f} | {recorded(job + '.csv') if job.split('-')[0] in ('grid', 'length', 'ablation') else '-'} |"
+              for job, (minutes, sessions) in jobs.items()]
+    lines += [f"| **{part}, all jobs** | | **{minutes:.0f}** ({minutes / 60:.1f} h) | "
+              f"{recorded(part + '-') if part in ('grid', 'length', 'ablation') else '-'} |"
               for part, minutes in parts.items()]
     return lines + [""]
 

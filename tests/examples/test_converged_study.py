@@ -451,3 +451,25 @@ def test_by_seed_splits_a_cell_into_seed_jobs_that_share_its_results(tmp_path, m
     (folder / "metrics.json").write_text(json.dumps({"interrupted": False, "final_top1": 0.8, "epochs": 20,
                                                      "config": {"epochs": 20}}))
     assert str(folder) in script.heads_job("synthetic", "cvt").argv
+
+
+def test_the_wall_time_table_counts_the_minutes_the_runs_recorded_once_each(tmp_path, monkeypatch):
+    script = load_script()
+    results = tmp_path / "results"
+    monkeypatch.setattr(script, "RESULTS", str(results))
+    results.mkdir()
+    fields = "cell,backbone,lam,fraction,seed,dataset,image_size,epochs,final_top1,best_top1,seconds_per_epoch,settings"
+    (results / "grid-synthetic-0.2-cvt.csv").write_text(
+        f"{fields}\ncvt-lam0-seed0,cvt,0,0.2,0,synthetic,32,100,0.9,0.9,30,s\n")
+    # A seed job repeats seed 0's baseline (carried over) and adds a run of its own; one run has no time.
+    (results / "grid-synthetic-0.2-cvt-seed1.csv").write_text(
+        f"{fields}\ncvt-lam0-seed0,cvt,0,0.2,0,synthetic,32,100,0.9,0.9,30,s\n"
+        f"cvt-lam0-seed1,cvt,0,0.2,1,synthetic,32,100,0.8,0.8,60,s\n"
+        f"cvt-lam0.1-seed1,cvt,0.1,0.2,1,synthetic,32,100,0.8,0.8,,s\n")
+    (results / "wall-times.csv").write_text(  # the session that trained seed 1 ended before it wrote a line
+        "finished,job,minutes,exit,machine\n2026-12-06 03:00,grid-synthetic-0.2-cvt,55.0,0,2 cores\n"
+        "2026-12-06 03:01,offsets-synthetic-cvt,0.5,0,2 cores\n")
+    table = "\n".join(script.wall_time_table())
+    assert "| grid-synthetic-0.2-cvt | 1 | 55 | 50 (1 run) |" in table  # 30 s x 100 epochs
+    assert "| offsets-synthetic-cvt | 1 | 0 | - |" in table
+    assert "| **grid, all jobs** | | **55** (0.9 h) | 150 (2 runs) |" in table  # 50 + 100, seed 0 once
