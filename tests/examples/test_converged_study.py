@@ -357,12 +357,14 @@ def test_the_report_writes_an_ablation_table_for_every_ablated_cell(tmp_path, mo
     assert region.index("**swin, Fashion-MNIST, fraction 0.01**") < region.index("**vit, Synthetic, fraction 0.2**")
     # The grid's own DRLoc runs of seeds 0-2: 70, 90, 85, i.e. +10, +20, +5 over the baselines 60, 70, 80:
     # mean 11.67, std 7.64, half width t(0.975, 2) * 7.64 / sqrt(3) = 4.303 * 4.41 = 18.98.
-    assert "| grid (λ default, m 64, l1, absolute, constant) | 3 | 81.67 ± 10.41 | +11.67 [-7.31, +30.64] | 3/3 |" in region
-    # lam 1: 72, 80, 86 against 60, 70, 80: +12, +10, +6 (std 3.06, half width 7.59).
-    assert "| lam1 | 3 | 79.33 ± 7.02 | +9.33 [+1.74, +16.92] | 3/3 |" in region
-    assert "| warmup-decay | 1 | 61.00 ± 0.00 | +1.00 - | 1/1 |" in region
-    # m16: 75 and 70 against 70 and 71: +5, -1 (std 4.24, half width 12.706 * 3 = 38.12).
-    assert "| m16 | 2 | 72.50 ± 3.54 | +2.00 [-36.12, +40.12] | 1/2 |" in region
+    assert "| grid (λ default, m 64, l1, absolute, constant) | 3 | 81.67 ± 10.41 | +11.67 [-7.31, +30.64] | 3/3 | - | - |" in region
+    # lam 1: 72, 80, 86 against 60, 70, 80: +12, +10, +6 (std 3.06, half width 7.59); against the
+    # grid's DRLoc runs 70, 90, 85: +2, -10, +1 (mean -2.33, std 6.66, half width 4.303 * 3.84 = 16.54).
+    assert "| lam1 | 3 | 79.33 ± 7.02 | +9.33 [+1.74, +16.92] | 3/3 | -2.33 [-18.87, +14.21] | 2/3 |" in region
+    assert "| warmup-decay | 1 | 61.00 ± 0.00 | +1.00 - | 1/1 | -9.00 - | 0/1 |" in region
+    # m16: 75 and 70 against 70 and 71: +5, -1 (std 4.24, half width 12.706 * 3 = 38.12); against
+    # the grid's 72 and 73: +3, -3 (std 4.24).
+    assert "| m16 | 2 | 72.50 ± 3.54 | +2.00 [-36.12, +40.12] | 1/2 | +0.00 [-38.12, +38.12] | 1/2 |" in region
     assert region == "\n" + "\n".join(script.ablation_tables()).strip("\n") + "\n<!-- end of "
 
 
