@@ -26,8 +26,9 @@ _EXPORTS = {
     "load_model": "drloc_keras.run_folder",
     "register_keras_objects": "drloc_keras.run_folder",
 }
-_SUBMODULES = ("augmentation", "backbones", "catalog", "data", "distribute", "head", "losses", "model", "offsets", "optimizers",
-               "options", "pipeline", "recipe", "replicas", "results", "run", "run_folder", "schedules", "study")
+_SUBMODULES = ("augmentation", "backbones", "catalog", "data", "distribute", "head", "initializers", "losses", "model",
+               "offsets", "optimizers", "options", "pipeline", "recipe", "replicas", "results", "run", "run_folder",
+               "schedules", "streams", "study")
 
 __all__ = ["Augmentation", "backbones", "DRLocHead", "DRLocModel", "load_model", "losses", "register_keras_objects",
            "schedules", "split_backbone_output"]

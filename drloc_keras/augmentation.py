@@ -1,192 +1,634 @@
-"""The recipe's training augmentation as one Keras layer that runs inside the training step.
+"""The authors' training augmentation (timm's), per image, as Keras layers that run inside
+the training step.
 
-`Augmentation` takes a batch of images (uint8 or float, 0-255 range), or a dict
-`{"images": ..., "labels": one-hot}`, and in training applies per image a horizontal flip,
-RandAugment (2 operations, magnitude 0.5) and random erasing, then per batch MixUp or CutMix
-(one of the two, chosen at random per batch when both are on, as in the authors' timm
-recipe), mixing the labels with the images. Outside training it only casts the images to
-float32. Every operation is a Keras preprocessing layer (`keras.layers.RandomFlip`,
-`RandAugment`, `RandomErasing`, `MixUp`, `CutMix`) on `keras.ops`, so the layer runs on every
-backend, compiled into the step with the model: `DRLocModel(backbone,
-augmentation=Augmentation(...))` augments the batches that `fit` gives it on the device that
-trains, and its random generators are model state (saved, restored, re-seeded per epoch by
-`drloc_keras.pipeline.EpochSeeds`).
+The authors train with timm's `create_transform` and `Mixup` (`configs` of their code:
+`rand-m9-mstd0.5-inc1`, random erasing 0.25 in `pixel` mode, MixUp 0.8 / CutMix 1.0 in
+`batch` mode, bicubic interpolation; for inputs of 32 pixels or less their `data/build.py`
+replaces the random resized crop by a random crop with 4 pixels of zero padding). Each part
+is a layer here, computed with `keras.ops` on the whole batch, every image with its own
+random parameters:
 
-The per-image layers and the mixers are also available on their own (`augmenter`, `mixers`)
-for a user's own input pipeline.
+- `CropFlip`: timm's `RandomResizedCropAndInterpolation` or the padded random crop, then a
+  horizontal flip with probability 0.5, in one resampling.
+- `RandAugment`: timm's `rand_augment_transform` (its operations, magnitude mapping, signs,
+  per-image choice of the operations), with Pillow's arithmetic (`drloc_keras.image_ops`).
+- `RandomErasing`: timm's `RandomErasing` in `pixel` mode: Gaussian noise of mean 0 and
+  standard deviation 1 *after* the input normalisation. The model normalises inside the
+  backbone, so the layer draws that noise in pixel units: `mean + std * N(0, 1)` per channel,
+  with the normalisation's statistics (`mean`, `std`).
+- `MixUpCutMix`: timm's `Mixup` in `batch` mode: one lambda per batch, every image mixed with
+  the image at the mirrored position of the batch, CutMix's lambda corrected to the box's area.
+
+`Augmentation` chains them in timm's order (crop and flip, RandAugment, erasing, then the
+batch mixing with the labels). Each layer has a `draw` method that returns its random
+parameters and an `apply` method that uses given ones, which is how the tests compare every
+distribution and every operation with timm's own code. Every layer draws from its own
+`drloc_keras.streams.Stream`.
 """
 
-import functools
+import math
 
 import keras
 from keras import ops
 
+from drloc_keras import image_ops, streams
+from drloc_keras.timm_policy import CROPS, LEVEL_DENOMINATOR, RANDAUGMENT_POLICY, parse_randaugment
+
+# timm's `_RAND_INCREASING_TRANSFORMS`, in its order.
+RAND_INCREASING_OPERATIONS = (
+    "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing", "SolarizeAdd",
+    "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY",
+    "TranslateXRel", "TranslateYRel",
+)
+_OP = {name: k for k, name in enumerate(RAND_INCREASING_OPERATIONS)}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Found {name}={value!r}")
+
+
+def _number(name, value, low=None, high=None, low_open=False, allowed=None):
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+    if not bad and low is not None:
+        bad = value <= low if low_open else value < low
+    if not bad and high is not None:
+        bad = value > high
+    if bad:
+        raise ValueError(f"`{name}` must be {allowed}. Found {name}={value!r}")
+    return float(value)
+
+
+def _seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"`seed` must be an int or None. Found seed={seed!r}")
+    return seed
+
+
+def _channels(name, value, allowed):
+    """A per-channel value: a number (every channel) or a sequence of numbers."""
+    values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        values = []
+    if not values or any(math.isnan(v) for v in values):
+        raise ValueError(f"`{name}` must be {allowed}. Found {name}={value!r}")
+    return values
+
 
 @keras.saving.register_keras_serializable(package="drloc")
-class Equalization(keras.layers.Equalization):
-    """`keras.layers.Equalization` whose histogram on JAX is one scatter-add.
+class RandAugment(keras.layers.Layer):
+    """timm's RandAugment (`rand_augment_transform`, increasing operations), per image.
 
-    On JAX, Keras' layer counts each of the 256 bins with its own comparison and sum, a
-    loop unrolled into the compiled step: 768 reductions for an RGB batch, which took 18 s
-    of XLA compilation on its own (of about 41 s for a whole tiny training step on the
-    CPU). Here `ops.segment_sum` counts them all at once. The histogram is the same, and so
-    is the output; the other backends keep Keras' `bincount`.
+    Every image gets `num_ops` operations, each drawn uniformly (with replacement) from
+    `RAND_INCREASING_OPERATIONS` and applied with probability `probability`, at a magnitude
+    drawn from `N(magnitude, magnitude_std)` clipped to `[0, magnitude_max]`; the geometric
+    and the enhancing operations get a random sign. The arguments follow timm's mapping
+    (magnitude 9: rotations of 27 degrees, shears of 0.27, translations of 0.405 of the side,
+    enhancement factors 1 +- 0.81, posterize to 1 bit, solarize from 26).
+
+    Args:
+        num_ops, magnitude, magnitude_std, probability, magnitude_max: as in timm's string
+            (`RandAugment.from_policy("rand-m9-mstd0.5-inc1")` gives the authors').
+        translate_fraction: the largest translation, a fraction of the side (timm's
+            `translate_pct`, 0.45).
+        fill: the colour geometric operations fill with, 0-255, a number or one per channel
+            (timm's `img_mean`: the normalisation's mean; default 128).
+        interpolation: `"bicubic"` (the authors'), `"bilinear"` or `"nearest"`.
+        seed: int or None.
+
+    Call arguments:
+        images: float `[B, H, W, C]`, 0-255 values; `training`: augment only when true.
+
+    Output: float `[B, H, W, C]`, integer values 0-255 (as timm's uint8 images).
     """
 
-    def _custom_histogram_fixed_width(self, values, value_range, nbins):
-        if self.backend.name != "jax":
-            return super()._custom_histogram_fixed_width(values, value_range, nbins)
-        values = self.backend.cast(values, "float32")
-        low, high = (self.backend.cast(v, "float32") for v in value_range)
-        indices = self.backend.cast((values - low) * (nbins - 1) / (high - low), "int32")
-        indices = self.backend.numpy.reshape(self.backend.numpy.clip(indices, 0, nbins - 1), [-1])
-        ones = self.backend.numpy.ones_like(indices, dtype="int32")
-        return self.backend.math.segment_sum(ones, indices, num_segments=nbins)
+    def __init__(self, num_ops=2, magnitude=9.0, magnitude_std=0.5, probability=0.5, magnitude_max=10.0,
+                 translate_fraction=0.45, fill=128.0, interpolation="bicubic", seed=None, **kwargs):
+        _positive_int("num_ops", num_ops)
+        magnitude_max = _number("magnitude_max", magnitude_max, 0, allowed="a number >= 0")
+        magnitude = _number("magnitude", magnitude, 0, magnitude_max, allowed=f"a number in [0, {magnitude_max:g}]")
+        if not (isinstance(magnitude_std, (int, float)) and not isinstance(magnitude_std, bool)
+                and (magnitude_std == math.inf or 0 <= magnitude_std < math.inf)):
+            raise ValueError(f"`magnitude_std` must be a number >= 0 (inf: uniform in [0, magnitude]). "
+                             f"Found magnitude_std={magnitude_std!r}")
+        probability = _number("probability", probability, 0, 1, allowed="a number in [0, 1]")
+        translate_fraction = _number("translate_fraction", translate_fraction, 0, 1, allowed="a number in [0, 1]")
+        if interpolation not in image_ops.INTERPOLATIONS:
+            raise ValueError(f"`interpolation` must be one of {image_ops.INTERPOLATIONS}. "
+                             f"Found interpolation={interpolation!r}")
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.num_ops, self.magnitude, self.magnitude_std = num_ops, magnitude, float(magnitude_std)
+        self.probability, self.magnitude_max, self.translate_fraction = probability, magnitude_max, translate_fraction
+        self.fill = _channels("fill", fill, "a number or one number per channel, 0-255")
+        self.interpolation, self.seed = interpolation, _seed(seed)
+        self.generator = streams.Stream(seed, name="randaugment")
 
+    @classmethod
+    def from_policy(cls, policy=RANDAUGMENT_POLICY, **kwargs):
+        """The layer of a timm string such as `rand-m9-mstd0.5-inc1` (`parse_randaugment`)."""
+        return cls(**parse_randaugment(policy), **kwargs)
 
-@keras.saving.register_keras_serializable(package="drloc")
-class RandAugment(keras.layers.RandAugment):
-    """`keras.layers.RandAugment` that computes only the operations it applies.
+    def draw(self, batch_size):
+        """The random parameters of a batch: `operation` (int32), `applied` (bool),
+        `magnitude` (float) and `negate` (bool), each `[batch_size, num_ops]`."""
+        shape = (batch_size, self.num_ops)
+        count = len(RAND_INCREASING_OPERATIONS)
+        operation = ops.cast(ops.minimum(ops.floor(keras.random.uniform(shape, seed=self.generator) * count),
+                                         count - 1), "int32")
+        applied = keras.random.uniform(shape, seed=self.generator) <= self.probability
+        if self.magnitude_std == math.inf:
+            magnitude = keras.random.uniform(shape, 0.0, self.magnitude, seed=self.generator)
+        elif self.magnitude_std > 0:
+            magnitude = keras.random.normal(shape, self.magnitude, self.magnitude_std, seed=self.generator)
+        else:
+            magnitude = ops.full(shape, self.magnitude)
+        magnitude = ops.clip(magnitude, 0.0, self.magnitude_max)
+        negate = keras.random.uniform(shape, seed=self.generator) > 0.5  # timm's `_randomly_negate`
+        return {"operation": operation, "applied": applied, "magnitude": magnitude, "negate": negate}
 
-    Keras' layer draws `num_ops` operations per batch and then runs every one of its
-    eleven operations on the whole batch `num_ops` times, keeping the drawn one by an
-    element-wise select. This subclass draws the same operations with the same random
-    parameters and runs only the drawn one (`ops.switch`), so its output is the same and
-    a step costs two operations instead of twenty-two. Its equalization is `Equalization`
-    above (the same output, compiled in a fraction of the time on JAX). As in Keras' layer, the operations
-    are drawn once per batch (every image of a batch gets the same two kinds of operation,
-    each image its own random parameters), where the authors' timm RandAugment draws them per
-    image.
+    def arguments(self, magnitude, negate, height, width):
+        """timm's argument of every operation at `magnitude`, `negate` (`[B]` each): a dict
+        from operation name to `[B]` (degrees, factors, bits, thresholds, pixels)."""
+        level = ops.cast(magnitude, "float32") / LEVEL_DENOMINATOR
+        sign = ops.where(negate, -1.0, 1.0)
+        enhance = ops.maximum(0.1, 1.0 + sign * level * 0.9)
+        translate = sign * level * self.translate_fraction
+        return {
+            "Rotate": sign * level * 30.0,
+            "PosterizeIncreasing": 4.0 - ops.floor(level * 4.0),
+            "SolarizeIncreasing": 256.0 - ops.minimum(256.0, ops.floor(level * 256.0)),
+            "SolarizeAdd": ops.minimum(128.0, ops.floor(level * 110.0)),
+            "ColorIncreasing": enhance, "ContrastIncreasing": enhance, "BrightnessIncreasing": enhance,
+            "SharpnessIncreasing": enhance,
+            "ShearX": sign * level * 0.3, "ShearY": sign * level * 0.3,
+            "TranslateXRel": translate * width, "TranslateYRel": translate * height,
+        }
 
-    On PyTorch, Keras' `RandomBrightness` writes its result into its input tensor and
-    `RandomRotation` into its transformation; each operation here gets copies of both, so
-    that neither the caller's images nor a second use of the transformation is changed.
-    """
+    def apply_operation(self, images, operation, magnitude, negate):
+        """One operation per image: `operation` (index into `RAND_INCREASING_OPERATIONS`),
+        `magnitude` and `negate` `[B]` each. Every candidate is computed for the batch and
+        each image keeps its own: the geometric ones share one resampling."""
+        height, width = images.shape[1], images.shape[2]
+        args = self.arguments(magnitude, negate, height, width)
+        one, zero = ops.ones_like(args["Rotate"]), ops.zeros_like(args["Rotate"])
+        rotation = image_ops.rotation_matrix(args["Rotate"], height, width)
+        matrices = {
+            "ShearX": ops.stack([one, args["ShearX"], zero, zero, one, zero], axis=1),
+            "ShearY": ops.stack([one, zero, zero, args["ShearY"], one, zero], axis=1),
+            "TranslateXRel": ops.stack([one, zero, args["TranslateXRel"], zero, one, zero], axis=1),
+            "TranslateYRel": ops.stack([one, zero, zero, zero, one, args["TranslateYRel"]], axis=1),
+        }
+        matrix = ops.stack([one, zero, zero, zero, one, zero], axis=1)
+        for name, m in (("Rotate", rotation), *matrices.items()):
+            matrix = ops.where(ops.expand_dims(operation == _OP[name], 1), m, matrix)
+        geometric = image_ops.affine(images, matrix, self.interpolation, self.fill)
+        candidates = {
+            "AutoContrast": image_ops.autocontrast(images),
+            "Equalize": image_ops.equalize(images),
+            "Invert": image_ops.invert(images),
+            "PosterizeIncreasing": image_ops.posterize(images, args["PosterizeIncreasing"]),
+            "SolarizeIncreasing": image_ops.solarize(images, args["SolarizeIncreasing"]),
+            "SolarizeAdd": image_ops.solarize_add(images, args["SolarizeAdd"]),
+            "ColorIncreasing": image_ops.color(images, args["ColorIncreasing"]),
+            "ContrastIncreasing": image_ops.contrast(images, args["ContrastIncreasing"]),
+            "BrightnessIncreasing": image_ops.brightness(images, args["BrightnessIncreasing"]),
+            "SharpnessIncreasing": image_ops.sharpness(images, args["SharpnessIncreasing"]),
+        }
+        is_geometric = ops.zeros_like(operation, dtype="bool")
+        for name in ("Rotate", *matrices):
+            is_geometric = is_geometric | (operation == _OP[name])
+        out = ops.where(ops.reshape(is_geometric, (-1, 1, 1, 1)), geometric, images)
+        for name, result in candidates.items():
+            out = ops.where(ops.reshape(operation == _OP[name], (-1, 1, 1, 1)), result, out)
+        return out
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        keras_layer = self.equalization
-        self.equalization = Equalization(value_range=keras_layer.value_range, data_format=keras_layer.data_format,
-                                         dtype=keras_layer.dtype_policy, name=keras_layer.name)
-        self._layers = [layer for layer in self._layers if layer is not keras_layer]
-
-    def transform_images(self, images, transformation, training=True):
-        images = self.backend.cast(images, self.compute_dtype)
-        if not training:
-            return images
-        transforms = transformation["transforms"]
-        in_place = self.backend.name == "torch"
-
-        def apply(name, x):
-            given = transforms[name]
-            if in_place:
-                x = self.backend.numpy.copy(x)
-                given = keras.tree.map_structure(
-                    lambda v: self.backend.numpy.copy(v) if hasattr(v, "shape") else v, given)
-            return self.backend.cast(getattr(self, name).transform_images(x, given), self.compute_dtype)
-
-        branches = [functools.partial(apply, name) for name in transforms]
+    def apply(self, images, params):
+        """`images` with the operations of `params` (from `draw`)."""
+        images = ops.cast(images, "float32")
         for i in range(self.num_ops):
-            index = transformation["layer_idxes"][i]
-            drawn = _concrete_index(self.backend.name, index)
-            if drawn is None:  # inside a compiled step: a switch, one branch runs
-                images = self.backend.core.switch(index, branches, images)
-            else:  # run op by op: call the drawn operation
-                images = branches[min(max(drawn, 0), len(branches) - 1)](images)
+            done = self.apply_operation(images, params["operation"][:, i], params["magnitude"][:, i],
+                                        params["negate"][:, i])
+            images = ops.where(ops.reshape(params["applied"][:, i], (-1, 1, 1, 1)), done, images)
         return images
 
+    def call(self, images, training=True):
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        return self.apply(images, self.draw(ops.shape(images)[0]))
 
-def _concrete_index(backend, index):
-    """`index` as an int when it has a value now (eager execution), None inside a trace."""
-    if backend == "jax":
-        import jax
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-        if isinstance(index, jax.core.Tracer):
-            return None
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.executing_eagerly():
-            return None
-    return int(index)
-
-
-def augmenter(randaugment=True, random_erasing=0.25, flip=True, seed=None):
-    """Per-image augmentation of 0-255 float images: flip, RandAugment, erasing (a
-    `keras.layers.Pipeline`, or None when all three are off)."""
-    stages = []
-    if flip:
-        stages.append(keras.layers.RandomFlip("horizontal", seed=seed, dtype="float32"))
-    if randaugment:
-        stages.append(RandAugment(value_range=(0, 255), num_ops=2, factor=0.5, seed=seed, dtype="float32"))
-    if random_erasing > 0:
-        # A (p, p) factor erases each image with probability exactly p.
-        stages.append(keras.layers.RandomErasing(factor=(random_erasing, random_erasing), value_range=(0, 255),
-                                                 seed=seed, dtype="float32"))
-    # Input augmentation stays float32 under a mixed-precision policy: the model casts.
-    return keras.layers.Pipeline(stages) if stages else None
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_ops=self.num_ops, magnitude=self.magnitude, magnitude_std=self.magnitude_std,
+                      probability=self.probability, magnitude_max=self.magnitude_max,
+                      translate_fraction=self.translate_fraction, fill=self.fill,
+                      interpolation=self.interpolation, seed=self.seed)
+        config.pop("dtype", None)
+        return config
 
 
-def mixers(mixup=0.0, cutmix=0.0, seed=None):
-    """The batch mixers of the recipe: MixUp with `alpha=mixup` and CutMix with
-    `factor=cutmix` (each only when positive)."""
-    found = []
-    if mixup > 0:
-        found.append(keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32"))
-    if cutmix > 0:
-        found.append(keras.layers.CutMix(factor=cutmix, seed=seed, dtype="float32"))
-    return found
+@keras.saving.register_keras_serializable(package="drloc")
+class CropFlip(keras.layers.Layer):
+    """A random crop and a random horizontal flip, per image, in one resampling.
+
+    - `crop="resized"`: timm's `RandomResizedCropAndInterpolation` (torchvision's
+      algorithm): ten tries of an area fraction uniform in `scale` and an aspect ratio
+      log-uniform in `ratio`, the first box that fits, else the central crop of the
+      clamped ratio; resized back to the input size (`interpolation`, bicubic by default:
+      Pillow's resize kernel).
+    - `crop="padded"`: torchvision's `RandomCrop(size, padding=4)`: the image shifted by a
+      uniform integer in `[-padding, padding]` on each axis, with zeros coming in.
+    - `crop=None`: no crop.
+
+    Then the image is mirrored with probability `flip` (0.5 in timm; 0 turns it off).
+
+    Args:
+        crop, padding, scale, ratio, interpolation, flip: as above.
+        seed: int or None.
+    """
+
+    def __init__(self, crop="padded", flip=0.5, padding=4, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                 interpolation="bicubic", seed=None, **kwargs):
+        if crop is not None and crop not in CROPS:
+            raise ValueError(f"`crop` must be one of {CROPS} or None. Found crop={crop!r}")
+        flip = _number("flip", flip, 0, 1, allowed="a probability in [0, 1]")
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"`padding` must be an integer >= 0. Found padding={padding!r}")
+        for name, pair, low in (("scale", scale, 0.0), ("ratio", ratio, 0.0)):
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > low for v in pair)
+                    or pair[0] > pair[1]):
+                raise ValueError(f"`{name}` must be a pair (low, high) of numbers > 0 with low <= high. "
+                                 f"Found {name}={pair!r}")
+        if interpolation not in image_ops.INTERPOLATIONS:
+            raise ValueError(f"`interpolation` must be one of {image_ops.INTERPOLATIONS}. "
+                             f"Found interpolation={interpolation!r}")
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.crop, self.flip, self.padding = crop, flip, padding
+        self.scale, self.ratio = tuple(float(v) for v in scale), tuple(float(v) for v in ratio)
+        self.interpolation, self.seed = interpolation, _seed(seed)
+        self.generator = streams.Stream(seed, name="crop_flip")
+
+    def draw(self, batch_size, height, width):
+        """The random parameters of a batch, each `[batch_size]` float: `top`, `left`,
+        `height`, `width` of the crop (in pixels; for `padded`, of the padded image's
+        window, `top` and `left` in `[0, 2 * padding]`) and `flip` (bool)."""
+        shape = (batch_size,)
+        if self.crop == "resized":
+            top, left, h, w = self._resized_box(batch_size, height, width)
+        elif self.crop == "padded":
+            span = 2.0 * self.padding
+            top = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, span)
+            left = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, span)
+            h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
+        else:
+            top, left = ops.zeros(shape), ops.zeros(shape)
+            h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
+        flip = keras.random.uniform(shape, seed=self.generator) < self.flip
+        return {"top": top, "left": left, "height": h, "width": w, "flip": flip}
+
+    def _resized_box(self, batch_size, height, width):
+        tries = 10
+        area = float(height * width)
+        shape = (batch_size, tries)
+        target = keras.random.uniform(shape, self.scale[0], self.scale[1], seed=self.generator) * area
+        log_ratio = keras.random.uniform(shape, math.log(self.ratio[0]), math.log(self.ratio[1]),
+                                         seed=self.generator)
+        aspect = ops.exp(log_ratio)
+        w = ops.round(ops.sqrt(target * aspect))  # Python's round: half to even, as ops.round
+        h = ops.round(ops.sqrt(target / aspect))
+        fits = (w <= width) & (h <= height)
+        u_top = keras.random.uniform(shape, seed=self.generator)
+        u_left = keras.random.uniform(shape, seed=self.generator)
+        top = image_ops.uniform_int(u_top, 0.0, height - h)
+        left = image_ops.uniform_int(u_left, 0.0, width - w)
+        # The first try that fits; its index is the first True.
+        index = ops.argmax(ops.cast(fits, "int32"), axis=1)
+        found = ops.any(fits, axis=1)
+
+        def first(values):
+            return ops.squeeze(ops.take_along_axis(values, ops.expand_dims(index, 1), axis=1), 1)
+
+        # torchvision's fallback: the central crop of the ratio clamped into `ratio`.
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            fw, fh = float(width), float(round(width / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            fw, fh = float(round(height * self.ratio[1])), float(height)
+        else:
+            fw, fh = float(width), float(height)
+        fall = {"top": float((height - int(fh)) // 2), "left": float((width - int(fw)) // 2), "h": fh, "w": fw}
+        return (ops.where(found, first(top), fall["top"]), ops.where(found, first(left), fall["left"]),
+                ops.where(found, first(h), fall["h"]), ops.where(found, first(w), fall["w"]))
+
+    def apply(self, images, params):
+        """`images` cropped and flipped with `params` (from `draw`)."""
+        images = ops.cast(images, "float32")
+        batch, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+        x, y = image_ops.pixel_grid(batch, height, width)
+        flip = ops.reshape(params["flip"], (-1, 1, 1))
+        x = ops.where(flip, width - x, x)
+
+        def per_image(v):
+            return ops.reshape(ops.cast(v, "float32"), (-1, 1, 1))
+
+        top, left = per_image(params["top"]), per_image(params["left"])
+        if self.crop == "resized":
+            # Pillow's resize (torchvision's `resized_crop` of a PIL image) with its kernel (bicubic:
+            # a = -0.5): a horizontal pass, then a vertical one, each rounded half up and clipped to 8
+            # bits. In one 2-D pass the overshoot Pillow clips between the passes survives: up to 9
+            # grey levels off on a noisy image (tests/keras/test_timm_augmentation.py).
+            h, w = per_image(params["height"]), per_image(params["width"])
+            zero, rows, cols = ops.zeros_like(top), ops.full_like(top, height), ops.full_like(top, width)
+            across = image_ops.sample(images, left + x * w / width, y, self.interpolation, 0.0, cubic_a=-0.5,
+                                      box=(zero, left, rows, left + w))
+            across = ops.floor(ops.clip(across, 0.0, 255.0) + 0.5)
+            centres, _ = image_ops.pixel_grid(batch, height, width)
+            out = image_ops.sample(across, centres, top + y * h / height, self.interpolation, 0.0, cubic_a=-0.5,
+                                   box=(top, zero, top + h, cols))
+            return ops.floor(ops.clip(out, 0.0, 255.0) + 0.5)
+        xin, yin = x + left - self.padding, y + top - self.padding  # whole-pixel shifts: exact
+        if self.crop is None:
+            xin, yin = x, y
+        return image_ops.sample(images, xin, yin, "nearest", 0.0)
+
+    def call(self, images, training=True):
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        return self.apply(images, self.draw(ops.shape(images)[0], images.shape[1], images.shape[2]))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(crop=self.crop, flip=self.flip, padding=self.padding, scale=list(self.scale),
+                      ratio=list(self.ratio), interpolation=self.interpolation, seed=self.seed)
+        config.pop("dtype", None)
+        return config
 
 
-def _check_probability(name, value, upper=1.0):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= upper:
-        raise ValueError(f"`{name}` must be a number in [0, {upper:g}]. Found {name}={value!r}")
+@keras.saving.register_keras_serializable(package="drloc")
+class RandomErasing(keras.layers.Layer):
+    """timm's `RandomErasing` in `pixel` mode (one box), per image.
+
+    With probability `probability` an image gets one box: ten tries of an area fraction
+    uniform in `[min_area, max_area]` and an aspect ratio log-uniform in
+    `[min_aspect, 1 / min_aspect]` (sides rounded half to even), the first that fits strictly
+    inside the image, at a uniform position. The box is filled with per-pixel Gaussian noise
+    that is `N(0, 1)` after the input normalisation: `mean + std * N(0, 1)` per channel here,
+    in the units the layer sees (`mean=0, std=1` when the images it sees are already
+    normalised).
+
+    Args:
+        probability, min_area, max_area, min_aspect: timm's (0.25, 0.02, 1/3, 0.3).
+        mean, std: the input normalisation's per-channel statistics (numbers or one per channel).
+        seed: int or None.
+    """
+
+    def __init__(self, probability=0.25, min_area=0.02, max_area=1 / 3, min_aspect=0.3, mean=0.0, std=1.0,
+                 seed=None, **kwargs):
+        probability = _number("probability", probability, 0, 1, allowed="a probability in [0, 1]")
+        min_area = _number("min_area", min_area, 0, 1, low_open=True, allowed="a number in (0, 1]")
+        max_area = _number("max_area", max_area, min_area, 1, allowed=f"a number in [min_area={min_area:g}, 1]")
+        min_aspect = _number("min_aspect", min_aspect, 0, low_open=True, allowed="a number > 0")
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.probability, self.min_area, self.max_area, self.min_aspect = probability, min_area, max_area, min_aspect
+        self.mean = _channels("mean", mean, "a number or one number per channel")
+        self.std = _channels("std", std, "a number or one number per channel")
+        self.seed = _seed(seed)
+        self.generator = streams.Stream(seed, name="random_erasing")
+
+    def draw(self, batch_size, height, width):
+        """`erase` (bool) and the box `top`, `left`, `height`, `width` (float), each `[batch_size]`."""
+        tries = 10
+        shape = (batch_size, tries)
+        erase = keras.random.uniform((batch_size,), seed=self.generator) <= self.probability
+        area = float(height * width)
+        target = keras.random.uniform(shape, self.min_area, self.max_area, seed=self.generator) * area
+        log_low = math.log(self.min_aspect)
+        aspect = ops.exp(keras.random.uniform(shape, log_low, -log_low, seed=self.generator))
+        h = ops.round(ops.sqrt(target * aspect))
+        w = ops.round(ops.sqrt(target / aspect))
+        fits = (w < width) & (h < height)
+        top = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, height - h)
+        left = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, width - w)
+        index = ops.expand_dims(ops.argmax(ops.cast(fits, "int32"), axis=1), 1)
+
+        def first(values):
+            return ops.squeeze(ops.take_along_axis(values, index, axis=1), 1)
+
+        return {"erase": erase & ops.any(fits, axis=1), "top": first(top), "left": first(left),
+                "height": first(h), "width": first(w)}
+
+    def apply(self, images, params):
+        """`images` with the boxes of `params` (from `draw`) filled with the noise
+        `params["noise"]` (`[B, H, W, C]`, N(0, 1); drawn here when absent)."""
+        images = ops.cast(images, "float32")
+        height, width = images.shape[1], images.shape[2]
+        noise = params.get("noise")
+        if noise is None:
+            noise = keras.random.normal(ops.shape(images), seed=self.generator)
+        rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1, 1))
+        cols = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, width, 1))
+
+        def per_image(v):
+            return ops.reshape(ops.cast(v, "float32"), (-1, 1, 1, 1))
+
+        top, left = per_image(params["top"]), per_image(params["left"])
+        box = ((rows >= top) & (rows < top + per_image(params["height"]))
+               & (cols >= left) & (cols < left + per_image(params["width"])))
+        box = box & ops.reshape(params["erase"], (-1, 1, 1, 1))
+        fill = (ops.reshape(ops.convert_to_tensor(self.mean, "float32"), (1, 1, 1, -1))
+                + ops.reshape(ops.convert_to_tensor(self.std, "float32"), (1, 1, 1, -1)) * noise)
+        return ops.where(box, fill, images)
+
+    def call(self, images, training=True):
+        images = ops.cast(images, "float32")
+        if not training or self.probability == 0:
+            return images
+        return self.apply(images, self.draw(ops.shape(images)[0], images.shape[1], images.shape[2]))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(probability=self.probability, min_area=self.min_area, max_area=self.max_area,
+                      min_aspect=self.min_aspect, mean=self.mean, std=self.std, seed=self.seed)
+        config.pop("dtype", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class MixUpCutMix(keras.layers.Layer):
+    """timm's `Mixup` in `batch` mode: one lambda for the whole batch.
+
+    With probability `probability` the batch is mixed: CutMix with probability
+    `switch_probability` (when both are on), else MixUp; lambda ~ Beta(alpha, alpha) of the
+    chosen one. Image `i` is mixed with image `B - 1 - i`. MixUp:
+    `lam * x + (1 - lam) * x_mirrored`. CutMix pastes the mirrored images' box of sides
+    `int(side * sqrt(1 - lam))` centred at a uniform pixel (clipped to the image) and sets
+    lambda to one minus the box's share of the image. Labels are mixed with the same lambda
+    (label smoothing is the loss's: on mixed one-hot labels it equals timm's
+    `mixup_target`).
+
+    Args:
+        mixup: MixUp's alpha (0: off). cutmix: CutMix's alpha (0: off).
+        switch_probability: timm's `switch_prob` (0.5). probability: timm's `prob` (1.0).
+        seed: int or None.
+
+    Call arguments: `{"images": [B, H, W, C], "labels": [B, K]}`; returns the same dict.
+    """
+
+    def __init__(self, mixup=0.8, cutmix=1.0, switch_probability=0.5, probability=1.0, seed=None, **kwargs):
+        mixup = _number("mixup", mixup, 0, allowed="a number >= 0 (MixUp's alpha; 0 turns it off)")
+        cutmix = _number("cutmix", cutmix, 0, allowed="a number >= 0 (CutMix's alpha; 0 turns it off)")
+        switch_probability = _number("switch_probability", switch_probability, 0, 1, allowed="a probability in [0, 1]")
+        probability = _number("probability", probability, 0, 1, allowed="a probability in [0, 1]")
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.mixup, self.cutmix = mixup, cutmix
+        self.switch_probability, self.probability, self.seed = switch_probability, probability, _seed(seed)
+        self.generator = streams.Stream(seed, name="mixup_cutmix")
+
+    def draw(self, height, width):
+        """The batch's parameters (scalars): `mixed` (bool), `use_cutmix` (bool), `lam` (the
+        drawn lambda) and the CutMix box `top`, `bottom`, `left`, `right` (rows `top:bottom`,
+        columns `left:right`)."""
+        mixed = keras.random.uniform((), seed=self.generator) < self.probability
+        switch = keras.random.uniform((), seed=self.generator) < self.switch_probability
+        if self.mixup > 0 and self.cutmix > 0:
+            use_cutmix = switch
+        else:
+            use_cutmix = ops.convert_to_tensor(self.cutmix > 0)
+        # Both Betas are drawn (a select, not a branch: one program on every backend).
+        lam_mixup = keras.random.beta((), max(self.mixup, 1e-3), max(self.mixup, 1e-3), seed=self.generator)
+        lam_cutmix = keras.random.beta((), max(self.cutmix, 1e-3), max(self.cutmix, 1e-3), seed=self.generator)
+        lam = ops.where(use_cutmix, lam_cutmix, lam_mixup)
+        ratio = ops.sqrt(1.0 - lam)
+        cut_h, cut_w = ops.floor(height * ratio), ops.floor(width * ratio)
+        cy = image_ops.uniform_int(keras.random.uniform((), seed=self.generator), 0.0, height - 1.0)
+        cx = image_ops.uniform_int(keras.random.uniform((), seed=self.generator), 0.0, width - 1.0)
+        top = ops.clip(cy - ops.floor(cut_h / 2), 0.0, height)
+        bottom = ops.clip(cy + ops.floor((cut_h + 1) / 2), 0.0, height)
+        left = ops.clip(cx - ops.floor(cut_w / 2), 0.0, width)
+        right = ops.clip(cx + ops.floor((cut_w + 1) / 2), 0.0, width)
+        return {"mixed": mixed, "use_cutmix": use_cutmix, "lam": lam, "top": top, "bottom": bottom, "left": left,
+                "right": right}
+
+    def apply(self, images, labels, params):
+        """`(images, labels, lam)` mixed with `params` (from `draw`); `lam` is the labels'
+        weight of the unmirrored image (CutMix's corrected to the box's area; 1 when the
+        batch was not mixed)."""
+        images = ops.cast(images, "float32")
+        labels = ops.cast(labels, "float32")
+        height, width = images.shape[1], images.shape[2]
+        mirrored = ops.flip(images, axis=0)
+        rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1, 1))
+        cols = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, width, 1))
+        box = ((rows >= params["top"]) & (rows < params["bottom"]) & (cols >= params["left"])
+               & (cols < params["right"]))
+        cut = ops.where(box, mirrored, images)
+        box_area = (params["bottom"] - params["top"]) * (params["right"] - params["left"])
+        lam_cut = 1.0 - box_area / float(height * width)
+        lam = params["lam"]
+        blended = lam * images + (1.0 - lam) * mirrored
+        use_cutmix = params["use_cutmix"]
+        out = ops.where(use_cutmix, cut, blended)
+        lam = ops.where(use_cutmix, lam_cut, lam)
+        out = ops.where(params["mixed"], out, images)
+        lam = ops.where(params["mixed"], lam, 1.0)
+        labels = lam * labels + (1.0 - lam) * ops.flip(labels, axis=0)
+        return out, labels, lam
+
+    def call(self, inputs, training=True):
+        images, labels = inputs["images"], inputs["labels"]
+        if not training or (self.mixup == 0 and self.cutmix == 0):
+            return {**inputs, "images": ops.cast(images, "float32")}
+        images, labels, _ = self.apply(images, labels, self.draw(images.shape[1], images.shape[2]))
+        return {**inputs, "images": images, "labels": labels}
+
+    def compute_output_spec(self, inputs, training=True):
+        return {k: keras.KerasTensor(v.shape, dtype="float32") for k, v in inputs.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mixup=self.mixup, cutmix=self.cutmix, switch_probability=self.switch_probability,
+                      probability=self.probability, seed=self.seed)
+        config.pop("dtype", None)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="drloc")
 class Augmentation(keras.layers.Layer):
-    """Training augmentation inside the model's step (see the module docstring).
+    """The authors' training augmentation inside the model's step (see the module docstring).
 
     Args:
-        flip: random horizontal flip (default True).
-        randaugment: RandAugment with 2 operations of magnitude 0.5 (default True).
-        random_erasing: probability of erasing a random rectangle of an image (default 0.25;
-            0 turns it off).
-        mixup: MixUp's Beta `alpha` (default 0: off).
-        cutmix: CutMix's Beta `factor` (default 0: off).
-        seed: int or None; seeds every random generator of the layer.
+        crop: `"padded"` (random crop with 4 pixels of zero padding), `"resized"` (timm's
+            random resized crop) or None (default).
+        flip: random horizontal flip (default True; probability 0.5).
+        randaugment: a timm RandAugment string (`"rand-m9-mstd0.5-inc1"`, the authors'),
+            True (the same) or False / None (off). Default True.
+        random_erasing: probability of erasing a box of an image (default 0.25; 0: off).
+        mixup: MixUp's alpha (default 0: off; the authors' 0.8).
+        cutmix: CutMix's alpha (default 0: off; the authors' 1.0).
+        mix_switch_probability: the chance of CutMix when both are on (timm's 0.5).
+        fill: RandAugment's fill colour (0-255; timm: the normalisation's mean; default 128).
+        mean, std: the input normalisation's statistics in pixel units, for the erasing's
+            noise (default 0 and 1: the images the model sees are its normalised input).
+        interpolation: of the resized crop and of RandAugment's geometric operations
+            (`"bicubic"`, the authors').
+        seed: int or None; every sub-layer draws from its own stream of it.
 
     Called on images it returns float32 images; called on `{"images", "labels"}` it
     returns the same dict with augmented images and (when a mixer is on) mixed labels.
     """
 
     def __init__(self, flip=True, randaugment=True, random_erasing=0.25, mixup=0.0, cutmix=0.0, seed=None,
+                 crop=None, mix_switch_probability=0.5, fill=128.0, mean=0.0, std=1.0, interpolation="bicubic",
                  **kwargs):
-        for name, value in (("flip", flip), ("randaugment", randaugment)):
-            if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be True or False. Found {name}={value!r}")
-        _check_probability("random_erasing", random_erasing)
-        for name, value in (("mixup", mixup), ("cutmix", cutmix)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"`{name}` must be a number >= 0 (0 turns it off). Found {name}={value!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an int or None. Found seed={seed!r}")
+        if not isinstance(flip, bool):
+            raise ValueError(f"`flip` must be True or False. Found flip={flip!r}")
+        if randaugment is True:
+            randaugment = RANDAUGMENT_POLICY
+        elif randaugment is False:
+            randaugment = None
+        if randaugment is not None:
+            parse_randaugment(randaugment)  # checked here, with the argument's name
+        random_erasing = _number("random_erasing", random_erasing, 0, 1, allowed="a probability in [0, 1]")
+        mixup = _number("mixup", mixup, 0, allowed="a number >= 0 (MixUp's alpha; 0 turns it off)")
+        cutmix = _number("cutmix", cutmix, 0, allowed="a number >= 0 (CutMix's alpha; 0 turns it off)")
+        seed = _seed(seed)
         kwargs["dtype"] = "float32"  # augmentation computes in float32 under any policy
         super().__init__(**kwargs)
-        self.flip, self.randaugment, self.random_erasing = flip, randaugment, float(random_erasing)
-        self.mixup, self.cutmix, self.seed = float(mixup), float(cutmix), seed
-        self.per_image = augmenter(randaugment, random_erasing, flip, seed=seed)
-        self.mixers = mixers(mixup, cutmix, seed=seed)
-        # Picks MixUp or CutMix per batch when both are on.
-        self.generator = keras.random.SeedGenerator(seed, name="mixer_choice")
-        self._allow_non_tensor_positional_args = True
-        if keras.backend.backend() == "jax":
-            # RandomRotation, RandomShear and RandomTranslation (inside RandAugment) tell
-            # Keras that they cannot be compiled, for TensorFlow's XLA, and one such layer
-            # makes Keras run the model's whole step op by op. Their JAX implementation
-            # compiles, and the JAX step is compiled with them.
-            for layer in self._flatten_layers(include_self=False, recursive=True):
-                layer.supports_jit = True
+        self.flip, self.randaugment, self.random_erasing = flip, randaugment, random_erasing
+        self.mixup, self.cutmix, self.seed, self.crop = mixup, cutmix, seed, crop
+        self.mix_switch_probability, self.interpolation = float(mix_switch_probability), interpolation
+        self.fill = _channels("fill", fill, "a number or one number per channel, 0-255")
+        self.mean = _channels("mean", mean, "a number or one number per channel")
+        self.std = _channels("std", std, "a number or one number per channel")
+        self.crop_flip = None
+        if crop is not None or flip:
+            self.crop_flip = CropFlip(crop=crop, flip=0.5 if flip else 0.0, interpolation=interpolation, seed=seed,
+                                      name="crop_flip")
+        self.rand_augment = None if randaugment is None else RandAugment.from_policy(
+            randaugment, fill=self.fill, interpolation=interpolation, seed=seed, name="rand_augment")
+        self.erasing = None if random_erasing == 0 else RandomErasing(
+            random_erasing, mean=self.mean, std=self.std, seed=seed, name="random_erasing")
+        self.mixing = None if mixup == 0 and cutmix == 0 else MixUpCutMix(
+            mixup, cutmix, switch_probability=self.mix_switch_probability, seed=seed, name="mixup_cutmix")
+        if seed is not None:  # sub-layers seeded alike would draw alike: each gets its own stream
+            streams.reseed(self, seed)
 
     def build(self, input_shape):
         self.built = True
@@ -198,19 +640,12 @@ class Augmentation(keras.layers.Layer):
             images, labels = inputs, None
         images = ops.cast(images, "float32")
         if training:
-            if self.per_image is not None:
-                images = self.per_image(images, training=True)
-            if labels is not None and self.mixers:
-                labels = ops.cast(labels, "float32")
-                mixed = [mixer({"images": images, "labels": labels}, training=True) for mixer in self.mixers]
-                if len(mixed) == 1:
-                    images, labels = mixed[0]["images"], mixed[0]["labels"]
-                else:
-                    # Both are computed and one is kept: a select, not a branch, so every
-                    # backend compiles one program and both generators advance alike.
-                    first = keras.random.uniform((), seed=self.generator) < 0.5
-                    images = ops.where(first, mixed[0]["images"], mixed[1]["images"])
-                    labels = ops.where(first, mixed[0]["labels"], mixed[1]["labels"])
+            for layer in (self.crop_flip, self.rand_augment, self.erasing):
+                if layer is not None:
+                    images = layer(images, training=True)
+            if labels is not None and self.mixing is not None:
+                mixed = self.mixing({"images": images, "labels": labels}, training=True)
+                images, labels = mixed["images"], mixed["labels"]
         if isinstance(inputs, dict):
             return {**inputs, "images": images, **({"labels": labels} if labels is not None else {})}
         return images
@@ -226,10 +661,13 @@ class Augmentation(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(flip=self.flip, randaugment=self.randaugment, random_erasing=self.random_erasing,
-                      mixup=self.mixup, cutmix=self.cutmix, seed=self.seed)
+                      mixup=self.mixup, cutmix=self.cutmix, seed=self.seed, crop=self.crop,
+                      mix_switch_probability=self.mix_switch_probability, fill=self.fill, mean=self.mean,
+                      std=self.std, interpolation=self.interpolation)
         config.pop("dtype", None)
         return config
 
     def __repr__(self):
-        return (f"Augmentation(flip={self.flip}, randaugment={self.randaugment}, random_erasing="
-                f"{self.random_erasing:g}, mixup={self.mixup:g}, cutmix={self.cutmix:g}, seed={self.seed})")
+        return (f"Augmentation(crop={self.crop!r}, flip={self.flip}, randaugment={self.randaugment!r}, "
+                f"random_erasing={self.random_erasing:g}, mixup={self.mixup:g}, cutmix={self.cutmix:g}, "
+                f"seed={self.seed})")

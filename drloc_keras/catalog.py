@@ -6,6 +6,8 @@ its choices (`--help`) in a fraction of a second; `drloc_keras.backbones` and
 `drloc_keras.data` read their registries from here.
 """
 
+from drloc_keras.timm_policy import CROPS as _CROPS, RANDAUGMENT_POLICY, default_crop, parse_randaugment  # noqa: F401
+
 # size name -> (module of drloc_keras.backbones, factory, native image size)
 SIZES = {
     "cvt_13": ("cvt", "cvt_13", 224),
@@ -55,7 +57,18 @@ REDUCED_ARGS = {
 LAMBDA_SCHEDULES = ("constant", "warmup-decay")
 # The learning-rate schedules after the warm-up (drloc_keras.recipe.make_schedule).
 LR_SCHEDULES = ("cosine", "constant")
-HEAD_INITIALIZERS = ("glorot", "trunc_normal")
+# The crops of --crop (timm_policy.CROPS, "none", and "auto": timm_policy.default_crop).
+CROPS = ("auto", *_CROPS, "none")
+HEAD_INITIALIZERS = ("glorot", "trunc_normal", "torch_default")
+# How the authors' code initialises the DRLoc MLP of each family: with the rest of the model.
+# Swin and T2T-ViT re-initialise every Linear layer (timm's truncated normal, std 0.02); their
+# ViT, CvT (both lucidrains') and ResNet-50 (torchvision's, the MLP added after its own
+# initialisation) leave it at PyTorch's default. CCT is not theirs: its authors' initialisation
+# of every Linear layer is the truncated normal.
+AUTHORS_HEAD_INITIALIZER = {"cvt": "torch_default", "cct": "trunc_normal", "swin": "trunc_normal",
+                            "t2t": "trunc_normal", "vit": "torch_default", "resnet50": "torch_default"}
+# `--head-init`: a head initializer, or "auto", the authors' for the backbone's family.
+HEAD_INIT_CHOICES = ("auto",) + HEAD_INITIALIZERS
 
 # The datasets of `drloc_keras.data.load_dataset`.
 DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "svhn", "folder", "synthetic")
@@ -92,3 +105,9 @@ def family(name):
 def default_lambda(name):
     """The authors' lambda for the family of `name`."""
     return DEFAULT_LAMBDA[family(name)]
+
+
+def head_initializer(choice, name):
+    """The DRLoc head's initializer of `--head-init` `choice` for backbone `name`: `choice`
+    itself, or for "auto" the authors' initialisation of the head for the family of `name`."""
+    return AUTHORS_HEAD_INITIALIZER[family(name)] if choice == "auto" else choice

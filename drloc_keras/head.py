@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from drloc_keras import streams
+from drloc_keras import initializers
 from drloc_keras.catalog import HEAD_INITIALIZERS as INITIALIZERS
 from drloc_keras.losses import check_mode
 from drloc_ref import HIDDEN, MODE, SAMPLE_SIZE
@@ -36,13 +38,15 @@ def hidden_width(hidden, channels):
     return hidden
 
 
-def _dense_initializers(initializer):
-    """`(kernel, bias)` initializers of the head's Dense layers for `initializer`."""
-    if initializer == "trunc_normal":
-        # The authors' Swin and T2T-ViT re-initialise every Linear layer of the model, the
-        # DRLoc MLP included, with a truncated normal of std 0.02 and zero biases.
-        return keras.initializers.TruncatedNormal(stddev=0.02), "zeros"
-    return "glorot_uniform", "zeros"
+def _dense_initializers(initializer, fan_in, fan_out):
+    """`{"kernel_initializer", "bias_initializer"}` of a head's Dense layer from `fan_in` to
+    `fan_out` features. The authors' code re-initialises the DRLoc MLP with the model it sits
+    in: "trunc_normal" (Swin, T2T-ViT: timm's truncated normal, std 0.02, zero biases) or
+    "torch_default" (ViT, CvT, ResNet-50: PyTorch's `nn.Linear` default, uniform with bound
+    1/sqrt(fan_in) for the weight and the bias); "glorot" is Keras' Dense default."""
+    if initializer == "glorot":
+        return {"kernel_initializer": "glorot_uniform", "bias_initializer": "zeros"}
+    return initializers.dense(initializer, fan_in, fan_out)
 
 
 def _check_grid(height, width, where):
@@ -132,8 +136,10 @@ class DRLocHead(keras.layers.Layer):
         use_abs: predict `|p - q|` (default) instead of the signed offset.
         normalize: divide targets into [0, 1] (only with `mode="l1"`).
         initializer: `"glorot"` (default: Keras' Dense initialisation, Glorot-uniform
-            kernels) or `"trunc_normal"` (the authors' Swin and T2T-ViT: truncated normal
-            kernels of std 0.02); biases start at zero in both.
+            kernels, zero biases), `"trunc_normal"` (the authors' Swin and T2T-ViT: timm's
+            truncated normal of std 0.02, zero biases) or `"torch_default"` (the authors'
+            ViT, CvT and ResNet-50: PyTorch's default `nn.Linear`, uniform with bound
+            1/sqrt(fan_in) for kernel and bias).
         seed: int or None, seeds the layer's own `keras.random.SeedGenerator`, from which
             it draws when it samples on its own (`DRLocModel` passes every head the
             model's one generator instead, see `sample`).
@@ -183,7 +189,7 @@ class DRLocHead(keras.layers.Layer):
         self.normalize = bool(normalize)
         self.initializer = initializer
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="pair_sampler")
+        self.seed_generator = streams.Stream(seed, name="pair_sampler")
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -197,13 +203,16 @@ class DRLocHead(keras.layers.Layer):
             raise ValueError("DRLocHead needs a static channel count C; found C=None")
         self.height, self.width, self.channels = int(height), int(width), int(channels)
         self.units = hidden_width(self.hidden, self.channels)
-        kernel, bias = _dense_initializers(self.initializer)
-        init = dict(kernel_initializer=kernel, bias_initializer=bias, dtype=self.dtype_policy)
         last_width = 2 if self.mode == "l1" else self.units
+
+        def dense(fan_in, units, **kwargs):
+            init = _dense_initializers(self.initializer, fan_in, units)
+            return keras.layers.Dense(units, dtype=self.dtype_policy, **init, **kwargs)
+
         self.trunk = [
-            keras.layers.Dense(self.units, activation="relu", name="trunk_0", **init),
-            keras.layers.Dense(self.units, activation="relu", name="trunk_1", **init),
-            keras.layers.Dense(last_width, name="trunk_2", **init),
+            dense(2 * self.channels, self.units, activation="relu", name="trunk_0"),
+            dense(self.units, self.units, activation="relu", name="trunk_1"),
+            dense(self.units, last_width, name="trunk_2"),
         ]
         in_width = 2 * self.channels
         for layer in self.trunk:
@@ -213,8 +222,8 @@ class DRLocHead(keras.layers.Layer):
         if self.mode != "l1":
             k_rows, k_cols = offset_classes(self.height, self.width, self.use_abs)
             self.offset_classifiers = [
-                keras.layers.Dense(k_rows, name="rows", **init),
-                keras.layers.Dense(k_cols, name="cols", **init),
+                dense(self.units, k_rows, name="rows"),
+                dense(self.units, k_cols, name="cols"),
             ]
             for layer in self.offset_classifiers:
                 layer.build((None, None, self.units))

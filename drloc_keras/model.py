@@ -36,6 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from drloc_keras import streams
 from drloc_keras.head import DRLocHead, check_hidden, check_initializer
 from drloc_keras.losses import check_mode, drloc_loss
 from drloc_keras.replicas import replica_context
@@ -121,10 +122,9 @@ class DRLocModel(keras.Model):
             (default), `"all"` (multi-scale: the losses of the heads are summed), or a
             list of indices into the backbone's feature maps.
         seed: int or None; seeds the model's pair sampler. Every head draws its pairs
-            from that one `keras.random.SeedGenerator`, one head after the other, so the
-            heads' positions are independent on every backend (generators seeded
-            `seed`, `seed + 1`, ... would draw shifted copies of one stream on PyTorch,
-            whose draw `j` is seeded with `seed + j`).
+            from that one `streams.Stream`, one head after the other. A training run
+            re-seeds it, with every other generator of the model, before each epoch
+            (`streams.reseed`).
         augmentation: None (default) or a Keras layer applied to the inputs in
             training only, inside the compiled training step, such as
             `drloc_keras.augmentation.Augmentation` (flip, RandAugment, erasing, MixUp /
@@ -209,7 +209,7 @@ class DRLocModel(keras.Model):
         self.drloc_enabled = not (self.lam == 0.0 and lam_schedule == "constant")
 
         # One generator for the pairs of every head (see `seed` above).
-        self.pair_sampler = keras.random.SeedGenerator(seed, name="drloc_pair_sampler")
+        self.pair_sampler = streams.Stream(seed, name="drloc_pair_sampler")
         self.step_variable = self.add_weight(
             name="drloc_step", shape=(), dtype="int32", initializer="zeros", trainable=False
         )

@@ -7,6 +7,10 @@ tables). `keras.optimizers.AdamW` decays every variable, so a bias whose gradien
 shrinks at every step. `AdamW` here is Keras' own, with that choice made when it is
 built and kept in its config, so that a model saved with it and loaded again (a resumed
 run) decays the same variables.
+
+Its gradient clipping (`global_clipnorm`, the authors' `clip_grad_norm_`) is of the
+gradients summed over the replicas of a `tf.distribute` strategy, as PyTorch's DDP clips the
+averaged gradients: Keras' own optimizers clip each replica's share before the sum.
 """
 
 import re
@@ -48,7 +52,13 @@ class AdamW(keras.optimizers.AdamW):
 
     The exclusions are computed from the variables the optimizer is built with
     (`exclude_from_weight_decay`, before the build) and `decayed_paths()` lists what is
-    decayed.
+    decayed. `decay_vectors=True, no_decay_patterns=()` decays every variable, as
+    `keras.optimizers.AdamW` does.
+
+    Clipping (`global_clipnorm`, `clipnorm`, `clipvalue`) applies to the gradient of the
+    whole batch on every backend and under data parallelism: JAX's `DataParallel`
+    differentiates the global batch's loss, and under `tf.distribute` the clipping is moved
+    after the all-reduce of the replicas' gradients.
     """
 
     def __init__(self, *args, decay_vectors=False, no_decay_patterns=NO_DECAY_PATTERNS, **kwargs):
@@ -69,6 +79,21 @@ class AdamW(keras.optimizers.AdamW):
             self.exclude_from_weight_decay(var_list=[v for v, d in zip(variables, decayed) if not d])
             self._decayed_paths = [v.path for v, d in zip(variables, decayed) if d]
         super().build(variables)
+
+    def _clip_gradients(self, grads):
+        # Keras' TensorFlow optimizer clips here, in each replica, and sums the replicas'
+        # gradients afterwards (`_backend_update_step`): a global norm would be of one
+        # replica's share (the loss is divided by the replicas), and the clipped shares
+        # would not add up to the clipped sum. TensorFlow clips in `_all_reduce_sum_gradients`.
+        if keras.backend.backend() == "tensorflow":
+            return grads
+        return super()._clip_gradients(grads)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Called by TensorFlow's optimizer only, in every replica, on every update step.
+        reduced = super()._all_reduce_sum_gradients(grads_and_vars)
+        clipped = super()._clip_gradients([g for g, _ in reduced])
+        return [(g, v) for g, (_, v) in zip(clipped, reduced)]
 
     def decayed_paths(self):
         """The paths of the variables this optimizer decays (after it is built)."""

@@ -26,6 +26,8 @@ OFFSETS = ("absolute", "signed")
 # that an old run folder still resumes and evaluates as it trained.
 LEGACY_DEFAULTS = {
     "flip": True,                      # runs before --flip always flipped
+    "crop": "none",                    # ... before --crop: no crop
+    "interpolation": "bilinear",       # ... before --interpolation: Keras' RandAugment, bilinear
     "epoch_images": None,              # ... before --epoch-images: epochs of the training set's size
     "test_fraction": 1.0,
     "input_normalization": "none",     # ... before the normalisation: raw 0-255 pixels
@@ -38,6 +40,9 @@ LEGACY_DEFAULTS = {
     "stream_images": "auto",           # ... before --stream-images: in memory (the same images)
     "lr_schedule": "cosine",           # ... before --lr-schedule: cosine decay
     "offsets": "absolute",             # ... before --offsets: absolute offsets
+    "clip_grad": 0.0,                  # ... before --clip-grad: no gradient clipping
+    "warmup_lr": 0.0,                  # ... before --warmup-lr and --min-lr: warm-up from 0,
+    "min_lr": 0.0,                     #     cosine decay to 0
 }
 
 # What `--resume` and `--eval-only` accept besides the run's saved settings: the length of
@@ -117,9 +122,11 @@ OPTIONS = [
     ("model", "--head-hidden", dict(type=head_hidden_type, default=drloc_ref.HIDDEN, metavar="N|auto",
      help="width of the DRLoc head's MLP: the authors' 512, or 'auto': twice the channels of the "
           "feature map, at most 512 (a head in proportion to a small backbone)")),
-    ("model", "--head-init", dict(default="glorot", choices=catalog.HEAD_INITIALIZERS,
-     help="initialisation of the DRLoc head's kernels: Keras' Glorot-uniform, or the authors' "
-          "truncated normal of std 0.02 (their Swin and T2T-ViT)")),
+    ("model", "--head-init", dict(default="auto", choices=catalog.HEAD_INIT_CHOICES,
+     help="initialisation of the DRLoc head's layers: 'auto', as the authors' code of the backbone's "
+          "family does (Swin, T2T-ViT, CCT: normal of std 0.02, zero biases; CvT, ViT, ResNet-50: "
+          "PyTorch's default, uniform within 1/sqrt(fan_in)), or one of those for every family, or "
+          "Keras' Glorot-uniform")),
     ("model", "--multiscale", dict(action="store_true",
      help="one DRLoc head per feature map the backbone exposes (Swin: every stage)")),
     ("model", "--drop-path", dict(type=float, default=0.1, help="stochastic depth rate")),
@@ -170,20 +177,48 @@ OPTIONS = [
           "embeddings, class tokens and relative position bias tables")),
     ("recipe", "--decay-all-weights", dict(action=argparse.BooleanOptionalAction, default=False,
      help="apply the weight decay to every variable, as keras.optimizers.AdamW does")),
-    ("recipe", "--warmup-epochs", dict(type=int, default=5, help="linear learning-rate warm-up")),
+    ("recipe", "--warmup-epochs", dict(type=int, default=20,
+     help="epochs of the linear learning-rate warm-up from --warmup-lr to --lr (the authors' value; "
+          "a run shorter than about 4 times the warm-up should lower it)")),
+    ("recipe", "--warmup-lr", dict(type=float, default=5e-7,
+     help="learning rate at the start of the warm-up, for batch 512, scaled by batch-size / 512 like "
+          "--lr (the authors' value)")),
+    ("recipe", "--min-lr", dict(type=float, default=5e-6,
+     help="--lr-schedule cosine: the learning rate the decay ends at, for batch 512, scaled by "
+          "batch-size / 512 like --lr (the authors' value)")),
     ("recipe", "--lr-schedule", dict(default="cosine", choices=catalog.LR_SCHEDULES,
-     help="after the warm-up: cosine decay to 0 at the last epoch (the authors'), or the learning "
+     help="after the warm-up: cosine decay to --min-lr at the last epoch (the authors'), or the learning "
           "rate held constant (the calibration of the run's length, examples/calibrate_steps.py: a "
           "constant-rate run can be lengthened with --resume --epochs without changing its past)")),
+    ("recipe", "--clip-grad", dict(type=float, default=5.0,
+     help="clip the gradients to this global norm (of the whole batch's gradient, over all devices), "
+          "as the authors do; 0 turns clipping off")),
     ("recipe", "--label-smoothing", dict(type=float, default=0.1, help="label smoothing")),
     ("recipe", "--flip", dict(action=argparse.BooleanOptionalAction, default=None,
      help="random horizontal flips (default: on, except for datasets whose class a mirror image "
           f"changes: {', '.join(sorted(catalog.FLIP_CHANGES_CLASS))})")),
-    ("recipe", "--randaugment", dict(action=argparse.BooleanOptionalAction, default=True,
-     help="RandAugment (2 ops, magnitude factor 0.5)")),
-    ("recipe", "--mixup", dict(type=float, default=0.8, help="MixUp alpha; 0 turns it off")),
-    ("recipe", "--cutmix", dict(type=float, default=1.0, help="CutMix factor; 0 turns it off")),
-    ("recipe", "--random-erasing", dict(type=float, default=0.25, help="random erasing probability")),
+    ("recipe", "--crop", dict(default="auto", choices=catalog.CROPS,
+     help="random crop of each training image: 'padded' (shifted by up to 4 pixels, zeros coming in: "
+          "torchvision's RandomCrop(size, padding=4)), 'resized' (timm's RandomResizedCrop: area 8-100%%, "
+          "aspect 3/4-4/3, resized back), 'none', or 'auto': padded up to 32 pixels, resized above (the "
+          "authors' data/build.py)")),
+    ("recipe", "--randaugment", dict(nargs="?", const=catalog.RANDAUGMENT_POLICY, default=catalog.RANDAUGMENT_POLICY,
+     metavar="POLICY",
+     help="timm's RandAugment per image, as a timm string (the authors': %(default)s: 2 operations of "
+          "timm's increasing set, each with probability 0.5, magnitude 9 of 10 with noise of std 0.5)")),
+    ("recipe", "--no-randaugment", dict(dest="randaugment", action="store_const", const=None,
+     help="turn RandAugment off")),
+    ("recipe", "--interpolation", dict(default="bicubic", choices=("bicubic", "bilinear"),
+     help="resampling of the resized crop and of RandAugment's geometric operations (the authors': bicubic)")),
+    ("recipe", "--mixup", dict(type=float, default=0.8,
+     help="MixUp's alpha (lambda ~ Beta(alpha, alpha), one per batch, as timm's Mixup in batch mode); "
+          "0 turns it off")),
+    ("recipe", "--cutmix", dict(type=float, default=1.0,
+     help="CutMix's alpha (one lambda per batch, corrected to the pasted box's area); 0 turns it off. "
+          "With both on, each batch takes CutMix with probability 0.5")),
+    ("recipe", "--random-erasing", dict(type=float, default=0.25,
+     help="probability of erasing one box of an image with Gaussian noise (N(0, 1) after the input "
+          "normalisation: timm's RandomErasing, mode 'pixel'); 0 turns it off")),
     ("recipe", "--seed", dict(type=int, default=0,
      help="random seed: the subsets, the data order, the augmentation, the initial weights, the "
           "DRLoc pairs")),
@@ -254,9 +289,14 @@ def _checks(a):
         ("lr", a.lr > 0, "> 0"),
         ("weight_decay", a.weight_decay >= 0, ">= 0"),
         ("warmup_epochs", a.warmup_epochs >= 0, ">= 0"),
+        ("warmup_lr", 0 <= a.warmup_lr <= a.lr, f"in [0, --lr ({a.lr:g})]"),
+        ("min_lr", 0 <= a.min_lr <= a.lr, f"in [0, --lr ({a.lr:g})]"),
+        ("clip_grad", 0 <= a.clip_grad < float("inf"), "a number >= 0 (0: no clipping)"),
         ("label_smoothing", 0 <= a.label_smoothing < 1, "in [0, 1)"),
-        ("mixup", a.mixup >= 0, ">= 0"),
-        ("cutmix", a.cutmix >= 0, ">= 0"),
+        ("mixup", a.mixup >= 0, ">= 0 (MixUp's Beta alpha; 0 turns it off)"),
+        ("cutmix", a.cutmix >= 0, ">= 0 (CutMix's Beta alpha; 0 turns it off)"),
+        ("randaugment", a.randaugment in (None, True, False) or _policy_error(a.randaugment) is None,
+         _policy_error(a.randaugment)),
         ("train_fraction", 0 < a.train_fraction <= 1, "in (0, 1]"),
         ("test_fraction", 0 < a.test_fraction <= 1, "in (0, 1]"),
         ("val_fraction", 0 <= a.val_fraction < 1, "in [0, 1)"),
@@ -270,6 +310,18 @@ def _checks(a):
         ("lam_total_epochs", a.lam_total_epochs > a.lam_warmup_epochs,
          f"greater than --lam-warmup-epochs ({a.lam_warmup_epochs})"),
     ]
+
+
+def _policy_error(policy):
+    """What is wrong with a RandAugment string, or None."""
+    from drloc_keras.catalog import parse_randaugment
+
+    try:
+        parse_randaugment(policy)
+    except ValueError as error:
+        return str(error).replace("`randaugment` ", "a timm string such as "
+                                  f"{catalog.RANDAUGMENT_POLICY!r}; ", 1)
+    return None
 
 
 def check(args):
@@ -294,6 +346,12 @@ def finish(args):
         args.lam = catalog.default_lambda(args.backbone)
     if args.flip is None:
         args.flip = args.dataset not in catalog.FLIP_CHANGES_CLASS
+    if args.crop == "auto":
+        args.crop = catalog.default_crop(args.image_size)
+    if args.randaugment is True:  # a run saved when --randaugment was on or off
+        args.randaugment = catalog.RANDAUGMENT_POLICY
+    elif args.randaugment is False:
+        args.randaugment = None
     if args.output is None:
         args.output = os.path.join("runs", f"{args.dataset}-{args.backbone}-lam{args.lam:g}")
     return args

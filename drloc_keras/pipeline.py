@@ -14,13 +14,16 @@ JAX and PyTorch from `ArrayBatches`, which needs no TensorFlow and holds the arr
 of the backend (on the GPU where there is one).
 
 A training epoch is a function of the seed and the epoch's number alone: epoch `e` of seed
-`s` takes the images in an order drawn from `(s, e)`, and `EpochSeeds` re-seeds the model's
-augmentation from `(s, e)` before the epoch starts. A run resumed after epoch `e` therefore
-sees the batches that the run that was not stopped saw.
+`s` takes the images in the order `epoch_order(n, s, e)` (both pipelines, every backend), and
+`EpochSeeds` re-seeds every random generator of the model from `(s, e)` before the epoch
+starts (`drloc_keras.streams`). A run resumed after epoch `e`, on any machine or backend,
+therefore sees the batches that the run that was not stopped saw.
 """
 
 import keras
 import numpy as np
+
+from drloc_keras import streams
 
 
 def _streamed(x):
@@ -61,9 +64,11 @@ def prepare_images(x, image_size=None):
 
 class EpochSeeds(keras.callbacks.Callback):
     """Before epoch `e`: sets the epoch that the training batches follow (`set_epoch(e)`)
-    and re-seeds the random generators of the augmentation from `(seed, e)`: those of
-    `layers`, or when `layers` is None those of the model's `augmentation` (the model `fit`
-    trains)."""
+    and re-seeds, with `streams.reseed(..., seed, e)`, every random generator of `layers`,
+    or when `layers` is None every generator of the model that `fit` trains: the
+    augmentation's, the DRLoc pair sampler, dropout and drop path alike, so that none
+    repeats another's draws or an earlier epoch's, and epoch `e` is a function of
+    `(seed, e)` whatever epochs came before it."""
 
     def __init__(self, set_epoch, seed, layers=None):
         super().__init__()
@@ -71,25 +76,9 @@ class EpochSeeds(keras.callbacks.Callback):
         self.layers = None if layers is None else [layer for layer in layers if layer is not None]
         self.seed = int(seed)
 
-    def generators(self):
-        layers = self.layers
-        if layers is None:
-            model = getattr(self, "model", None)
-            layers = [getattr(model, "augmentation", None)] if model is not None else []
-            layers = [layer for layer in layers if layer is not None]
-        found = []
-        for top in layers:
-            for layer in top._flatten_layers(include_self=True, recursive=True):
-                if hasattr(layer, "generator"):
-                    found.append(layer.generator)
-        return found
-
     def on_epoch_begin(self, epoch, logs=None):
         self.set_epoch(epoch)
-        for k, generator in enumerate(self.generators()):
-            # (seed, epoch, k) -> a 2-word state; the generator's own draws count up from it.
-            state = np.array([(self.seed * 1_000_003 + epoch) % 2**31, k * 7919 + 1], "int64")
-            generator.state.assign(state.astype(keras.backend.standardize_dtype(generator.state.dtype)))
+        streams.reseed(self.layers if self.layers is not None else getattr(self, "model", None), self.seed, epoch)
 
 
 def train_dataset(x, y, num_classes, batch_size, image_size=None, seed=0):
@@ -110,22 +99,24 @@ def train_dataset(x, y, num_classes, batch_size, image_size=None, seed=0):
         return batches, EpochSeeds(batches.set_epoch, seed)
     import tensorflow as tf
 
-    epoch = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
-    images, labels = tf.constant(x), tf.constant(np.asarray(y).astype("int64"))
+    # The order of the epoch, as ArrayBatches takes it: set before each epoch by EpochSeeds
+    # and read by each new pass over the dataset.
     seed = int(seed)
+    order = tf.Variable(epoch_order(n, seed, 0), dtype="int64", trainable=False, name="epoch_order")
+    images, labels = tf.constant(x), tf.constant(np.asarray(y).astype("int64"))
 
-    def order(_):
-        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype="int64"), seed=tf.stack([tf.constant(seed, "int64"), epoch.read_value()])))
+    def set_epoch(epoch):
+        order.assign(epoch_order(n, seed, epoch))
 
     def gather(index):
         onehot = tf.one_hot(tf.gather(labels, index), num_classes)
         return {"images": tf.gather(images, index), "labels": onehot}, onehot
 
-    ds = tf.data.Dataset.from_tensors(0).flat_map(order).batch(batch_size, drop_remainder=True)
+    ds = tf.data.Dataset.from_tensors(0).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(order.read_value()))
+    ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n // batch_size))
-    return ds.prefetch(tf.data.AUTOTUNE), EpochSeeds(epoch.assign, seed)
+    return ds.prefetch(tf.data.AUTOTUNE), EpochSeeds(set_epoch, seed)
 
 
 def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=False):
@@ -160,7 +151,8 @@ def eval_dataset(x, y, num_classes, batch_size, image_size=None, pad_last_batch=
 
 
 def epoch_order(n, seed, epoch):
-    """The order of the `n` training images in epoch `epoch` of seed `seed` (ArrayBatches)."""
+    """The order of the `n` training images in epoch `epoch` of seed `seed`: the one order of
+    both pipelines (ArrayBatches and tf.data), on every backend and machine."""
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 

@@ -1,7 +1,7 @@
 """The authors' training recipe: the learning-rate rule and schedule, AdamW without decay
-on biases, norms and embeddings, input normalisation, the augmentations, and the model and
-its compilation as the training program builds them. Each piece also works on its own in
-user code.
+on biases, norms and embeddings and with its gradients clipped, input normalisation, the
+augmentations, and the model and its compilation as the training program builds them. Each
+piece also works on its own in user code.
 """
 
 import math
@@ -11,7 +11,7 @@ import numpy as np
 
 from drloc_keras import backbones
 from drloc_keras.catalog import LR_SCHEDULES
-from drloc_keras.augmentation import Augmentation, augmenter, mixers  # noqa: F401 (part of the recipe)
+from drloc_keras.augmentation import Augmentation
 from drloc_keras.model import DRLocModel
 from drloc_keras.optimizers import AdamW
 
@@ -19,7 +19,8 @@ from drloc_keras.optimizers import AdamW
 
 
 def scaled_learning_rate(base_lr, batch_size):
-    """The authors' linear scaling rule: `base_lr * batch_size / 512`."""
+    """The authors' linear scaling rule: `base_lr * batch_size / 512` (for the learning
+    rate, the warm-up's first and the cosine decay's last)."""
     return base_lr * batch_size / 512.0
 
 
@@ -27,6 +28,9 @@ def scaled_learning_rate(base_lr, batch_size):
 class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
     """`keras.optimizers.schedules.CosineDecay` with a linear warm-up, the same values,
     with the warm-up and the decay picked by `ops.where` instead of `ops.cond`.
+
+    The warm-up goes from `initial_learning_rate` to `warmup_target` over `warmup_steps`,
+    then the cosine decays to `alpha * warmup_target` over `decay_steps`.
 
     The optimizer reads its learning rate once per variable (TensorFlow's weight decay
     does), so the schedule is traced once per variable too: a cond there costs tens of
@@ -51,41 +55,53 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
             return ops.where(step < warmup_steps, warm, decayed)
 
 
-def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule="cosine"):
-    """Linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 0 at `epochs`
-    (`schedule="cosine"`) or `lr` from then on (`schedule="constant"`, whatever `epochs`)."""
+def make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule="cosine", warmup_lr=0.0, min_lr=0.0):
+    """Linear warm-up from `warmup_lr` to `lr` over `warmup_epochs`, then cosine decay to
+    `min_lr` at `epochs` (`schedule="cosine"`) or `lr` from then on (`schedule="constant"`,
+    whatever `epochs`). The authors warm up from 5e-7 and decay to 5e-6 (for batch 512).
+
+    The cosine starts at `lr` when the warm-up ends (as Keras' `CosineDecay` and timm's
+    `warmup_prefix=True`); the authors' timm scheduler counts its phase from the first step,
+    so their decay has begun when their warm-up ends (docs/spec.md, section 11).
+    """
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"`schedule` must be one of {LR_SCHEDULES}. Found schedule={schedule!r}")
+    if not 0 <= min_lr <= lr:
+        raise ValueError(f"`min_lr` must be in [0, lr]. Found min_lr={min_lr}, lr={lr}")
     total = max(1, steps_per_epoch * epochs)
     warmup = min(steps_per_epoch * warmup_epochs, total - 1)
-    if schedule == "constant":  # a cosine that keeps all of its floor (alpha=1) is flat
-        if warmup > 0:
-            return WarmupCosineDecay(initial_learning_rate=0.0, decay_steps=1, warmup_target=lr,
-                                     warmup_steps=warmup, alpha=1.0)
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=1, alpha=1.0)
+    # The cosine's floor as a fraction of `lr` (`alpha`): 1 keeps all of it, a flat rate.
+    alpha = 1.0 if schedule == "constant" else min_lr / lr
     if warmup > 0:
         return WarmupCosineDecay(
-            initial_learning_rate=0.0,
-            decay_steps=max(1, total - warmup),
+            initial_learning_rate=warmup_lr,
+            decay_steps=1 if schedule == "constant" else max(1, total - warmup),
             warmup_target=lr,
             warmup_steps=warmup,
+            alpha=alpha,
         )
-    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=1 if schedule == "constant" else total,
+                                                  alpha=alpha)
 
 
 def make_optimizer(lr, weight_decay, steps_per_epoch, epochs, warmup_epochs, decay_all=False,
-                   schedule="cosine"):
-    """AdamW on `make_schedule`'s learning rate.
+                   schedule="cosine", warmup_lr=0.0, min_lr=0.0, clip_grad=0.0):
+    """AdamW on `make_schedule`'s learning rate, its gradients clipped to the global norm
+    `clip_grad` (the authors' 5; 0: not clipped).
 
     Weight decay skips biases, normalisation parameters, position embeddings, class tokens
     and relative position bias tables, as in the authors' recipe
     (`drloc_keras.optimizers.AdamW`); `decay_all=True` decays every variable, as
-    `keras.optimizers.AdamW` does.
+    `keras.optimizers.AdamW` does. The clipping is of the whole batch's gradient, also
+    under data parallelism, and is kept in the optimizer's config (a resumed run clips the
+    same). Epsilon is the authors' 1e-8 (Keras' default is 1e-7).
     """
-    schedule = make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule)
-    if decay_all:
-        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
-    return AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    schedule = make_schedule(lr, steps_per_epoch, epochs, warmup_epochs, schedule, warmup_lr, min_lr)
+    if clip_grad < 0:
+        raise ValueError(f"`clip_grad` must be >= 0 (0: no clipping). Found clip_grad={clip_grad}")
+    everything = dict(decay_vectors=True, no_decay_patterns=()) if decay_all else {}
+    return AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-8, global_clipnorm=clip_grad or None,
+                 **everything)
 
 
 # --- Input normalisation ------------------------------------------------------------------
@@ -174,10 +190,22 @@ def with_input_normalization(backbone, mean, variance, name=None):
 # --- Augmentation -------------------------------------------------------------------------
 
 
-def augmentation(args):
-    """The `Augmentation` layer of the settings `args` (it runs inside the training step)."""
+def augmentation(args, input_stats=None):
+    """The `Augmentation` layer of the settings `args` (it runs inside the training step).
+
+    With the input normalisation's statistics `input_stats` (per-channel mean and variance,
+    pixel units), RandAugment fills with the rounded mean (timm's `img_mean`) and random
+    erasing draws noise that is N(0, 1) after the normalisation; without (raw pixels), timm's
+    grey 128 and N(0, 1) in pixel units."""
+    fill, mean, std = 128.0, 0.0, 1.0
+    if input_stats is not None:
+        fill = [float(min(255, round(m))) for m in input_stats[0]]
+        mean = [float(m) for m in input_stats[0]]
+        std = [max(float(v), 1.0) ** 0.5 for v in input_stats[1]]  # as with_input_normalization
+    crop = None if args.crop in (None, "none") else args.crop
     return Augmentation(flip=args.flip, randaugment=args.randaugment, random_erasing=args.random_erasing,
-                        mixup=args.mixup, cutmix=args.cutmix, seed=args.seed)
+                        mixup=args.mixup, cutmix=args.cutmix, seed=args.seed, crop=crop, fill=fill, mean=mean,
+                        std=std, interpolation=args.interpolation)
 
 
 # --- The model -------------------------------------------------------------------------------
@@ -197,9 +225,10 @@ def build_model(args, num_classes, steps_per_epoch, input_stats=None):
     return DRLocModel(
         backbone, lam=args.lam, lam_schedule=args.lam_schedule, warmup_epochs=args.lam_warmup_epochs,
         total_epochs=args.lam_total_epochs, mode=args.mode, sample_size=args.sample_size,
-        use_abs=args.offsets == "absolute", hidden=args.head_hidden, head_initializer=args.head_init,
+        use_abs=args.offsets == "absolute", hidden=args.head_hidden,
+        head_initializer=backbones.head_initializer(args.head_init, args.backbone),
         feature_maps="all" if args.multiscale else "last", steps_per_epoch=steps_per_epoch, seed=args.seed,
-        augmentation=augmentation(args),
+        augmentation=augmentation(args, input_stats),
     )
 
 
@@ -216,6 +245,8 @@ def compile_model(model, args, steps_per_epoch, num_classes):
     optimizer = make_optimizer(
         scaled_learning_rate(args.lr, args.batch_size), args.weight_decay, steps_per_epoch, args.epochs,
         args.warmup_epochs, decay_all=args.decay_all_weights, schedule=args.lr_schedule,
+        warmup_lr=scaled_learning_rate(args.warmup_lr, args.batch_size),
+        min_lr=scaled_learning_rate(args.min_lr, args.batch_size), clip_grad=args.clip_grad,
     )
     model.compile(
         optimizer=optimizer,
@@ -228,4 +259,6 @@ def compile_model(model, args, steps_per_epoch, num_classes):
 def learning_rate_schedule(args, steps_per_epoch):
     """The learning-rate schedule of the settings `args`."""
     return make_schedule(scaled_learning_rate(args.lr, args.batch_size), steps_per_epoch, args.epochs,
-                         args.warmup_epochs, args.lr_schedule)
+                         args.warmup_epochs, args.lr_schedule,
+                         warmup_lr=scaled_learning_rate(args.warmup_lr, args.batch_size),
+                         min_lr=scaled_learning_rate(args.min_lr, args.batch_size))

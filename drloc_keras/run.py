@@ -78,6 +78,15 @@ def describe_lambda_schedule(args):
             f"then falling to 0 at epoch {args.lam_total_epochs}; epochs 0-{args.epochs - 1} of this run: {shown}")
 
 
+def warmup_note(args):
+    """One line when the learning-rate warm-up takes half of the run or more (the authors'
+    20 epochs are meant for runs of 100 and more), else None."""
+    if args.warmup_epochs > 0 and 2 * args.warmup_epochs >= args.epochs:
+        return (f"note: the learning-rate warm-up (--warmup-epochs {args.warmup_epochs}) lasts at least half of "
+                f"the run's {args.epochs} epochs; a run shorter than about 4 times the warm-up should lower it")
+    return None
+
+
 def load_data(args, statistics=True):
     """The run's data: the dataset of `args`, its validation set held out of the training
     set, the `--train-fraction` subset, the `--test-fraction` subset, the training set
@@ -289,6 +298,8 @@ class Run:
                  f"head width {args.head_hidden}")
         if args.lam_schedule != "constant" and model.drloc_enabled:
             self.log("  " + describe_lambda_schedule(args))
+        if warmup_note(args):
+            self.log("  " + warmup_note(args))
         return model
 
     def _resume_model(self, data):
@@ -507,4 +518,4 @@ def train(args, given=(), log=print):
         return r.report(model, data)
 
 
-__all__ = ["Diverged", "Run", "RunData", "describe_lambda_schedule", "load_data", "train"]
+__all__ = ["Diverged", "Run", "RunData", "describe_lambda_schedule", "load_data", "train", "warmup_note"]

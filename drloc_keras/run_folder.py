@@ -28,6 +28,8 @@ import tempfile
 import keras
 import numpy as np
 
+from drloc_keras import streams
+
 CONFIG = "config.json"
 STATE = "state.json"
 LAST = "last.keras"
@@ -99,26 +101,16 @@ def load_model(path, **kwargs):
 # --- Random-generator states ---------------------------------------------------------------
 
 
-def seed_generators(model):
-    """Every `keras.random.SeedGenerator` of `model` and its layers, in a fixed order."""
-    found, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", []):
-            if id(generator) not in seen:
-                seen.add(id(generator))
-                found.append(generator)
-    return found
-
-
 def generator_states(model):
-    """The states of `seed_generators(model)` as lists of ints (JSON)."""
-    return [keras.ops.convert_to_numpy(g.state).astype("int64").tolist() for g in seed_generators(model)]
+    """The states of `streams.generators(model)` as lists of ints (JSON)."""
+    return [keras.ops.convert_to_numpy(g.state).astype("int64").tolist() for g in streams.generators(model)]
 
 
 def restore_generator_states(model, states):
     """Set the states saved by `generator_states` (a model saved by Keras restarts its
-    generators: dropout, drop path and the DRLoc pairs would repeat their first epoch)."""
-    generators = seed_generators(model)
+    generators. A run's `pipeline.EpochSeeds` re-seeds them all before the next epoch; the
+    saved states serve a model that goes on without it)."""
+    generators = streams.generators(model)
     if len(generators) != len(states):
         raise ValueError(f"the saved state has {len(states)} random-generator states, the model has "
                          f"{len(generators)}: the checkpoint and state.json do not belong together")

@@ -26,6 +26,7 @@ from drloc_keras.catalog import (  # noqa: F401  (the registry, without Keras)
     SMALL_IMAGE_LIMIT,
     default_lambda,
     family,
+    head_initializer,
     resolve,
 )
 from drloc_keras.catalog import backbone_names as names  # noqa: F401

@@ -6,8 +6,11 @@ positional embedding, a transformer encoder, and sequence pooling: an attention-
 the output tokens, instead of a class token, feeds the linear classifier.
 
 Facts follow the authors' code (SHI-Labs/Compact-Transformers): bias-free tokenizer
-convolutions and query/key/value projection, LayerNorm epsilon 1e-5, exact GELU, Dense init
-truncated normal std 0.02, positional embedding truncated normal std 0.2. Its encoder layer
+convolutions and query/key/value projection, LayerNorm epsilon 1e-5, exact GELU; initialised
+as theirs: Dense kernels timm's truncated normal std 0.02 (a plain normal, see
+`drloc_keras.initializers`) with zero biases, positional embedding truncated normal std 0.2
+(bounds +-2: a plain normal too), tokenizer convolutions `kaiming_normal_` (untruncated, std
+sqrt(2 / fan_in)). Its encoder layer
 applies the second LayerNorm to the residual stream itself, not only to the MLP's input:
     x = x + Attention(LN1(x));  x = LN2(x);  x = x + MLP(x)
 and so does this one (the published CCT-7/3x1 results come from that layer).
@@ -26,9 +29,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     Backbone,
     DropPath,
+    Dropout,
     MultiHeadSelfAttention,
     PositionEmbedding,
     build_named,
@@ -39,7 +44,6 @@ from drloc_keras.backbones.layers import (
     image_shape,
     mlp,
     refuse_unknown_arguments,
-    truncated_normal,
 )
 
 # Named sizes. `cct_7_3x1` is the authors' cct_7_3x1_32 for 32x32 images: 7 layers, 4 heads,
@@ -137,7 +141,7 @@ class SequencePooling(layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.attention_pool = layers.Dense(
-            1, kernel_initializer=truncated_normal(), dtype=self.dtype_policy
+            1, kernel_initializer=initializers.trunc_normal(), dtype=self.dtype_policy
         )
 
     def call(self, tokens):
@@ -248,7 +252,7 @@ class CCTBackbone(Backbone):
                 strides=stride,
                 use_bias=False,
                 activation="relu",
-                kernel_initializer="he_normal",
+                kernel_initializer=initializers.kaiming_normal("fan_in"),
                 name=f"tokenizer{i + 1}_conv",
                 dtype=policy,
             )(x)
@@ -258,7 +262,7 @@ class CCTBackbone(Backbone):
             x = layers.MaxPooling2D(3, strides=2, name=f"tokenizer{i + 1}_pool", dtype=policy)(x)
         x = layers.Reshape((grid_height * grid_width, embed_dim), name="tokens", dtype=policy)(x)
         x = PositionEmbedding(stddev=0.2, name="positional_embedding", dtype=policy)(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
+        x = Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, num_layers).tolist()):
             x = CCTEncoderLayer(
                 embed_dim,
@@ -277,7 +281,8 @@ class CCTBackbone(Backbone):
                                       dtype=policy)(x)
         x = SequencePooling(name="sequence_pooling", dtype=policy)(x)
         logits = layers.Dense(
-            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+            num_classes, kernel_initializer=initializers.trunc_normal(), name="classifier",
+            dtype=policy,
         )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)

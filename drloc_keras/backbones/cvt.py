@@ -18,6 +18,11 @@ Choices, where the published CvT-13 leaves one open or DRLoc asks for something 
 - The DRLoc grid (spec section 8) is the last stage output, then 3x3 average pooling
   with stride 2 and padding 1, the padding not counted in the average. At 224: 14x14 -> 7x7,
   C = 384.
+- The initialisation is the DRLoc authors' (`initializer="torch_default"`): their CvT is
+  lucidrains', which re-initialises nothing, so every Dense and convolution starts as PyTorch
+  starts an `nn.Linear` or `nn.Conv2d` (uniform, bound 1/sqrt(fan_in), weight and bias).
+  `initializer="trunc_normal"` gives the official CvT-13's Dense layers (truncated normal std
+  0.02, zero biases).
 
 Example:
 >>> model = cvt_13_32(num_classes=10)
@@ -29,10 +34,12 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     AveragePoolingExcludingPadding,
     Backbone,
     DropPath,
+    Dropout,
     build_named,
     check_positive_int,
     check_rate,
@@ -42,7 +49,6 @@ from drloc_keras.backbones.layers import (
     mlp,
     refuse_unknown_arguments,
     sequential,
-    truncated_normal,
 )
 
 # Named sizes. `cvt_13` is CvT-13 (paper Table 2, the official cvt-13-224x224 config,
@@ -86,6 +92,8 @@ class ConvAttention(layers.Layer):
         kernel_size: int, the depthwise kernel.
         dropout_rate: float, dropout after the output projection.
         attention_dropout_rate: float, dropout on the attention weights.
+        initializer: how the Dense layers start, one of `initializers.DENSE_SCHEMES`; the
+            depthwise convolutions keep PyTorch's default (uniform, bound 1/kernel_size).
 
     Input shape: `[B, h, w, dim]`. Output shape: the same.
     """
@@ -98,35 +106,41 @@ class ConvAttention(layers.Layer):
         kernel_size=3,
         dropout_rate=0.0,
         attention_dropout_rate=0.0,
+        initializer="torch_default",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        initializers.check_scheme(initializer)
         self.dim = dim
         self.num_heads = num_heads
         self.kv_stride = kv_stride
         self.kernel_size = kernel_size
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
+        self.initializer = initializer
         dtype = self.dtype_policy
         self.projections = {
             name: sequential(
                 [
                     layers.ZeroPadding2D(kernel_size // 2, dtype=dtype),
-                    layers.DepthwiseConv2D(kernel_size, strides=stride, use_bias=False,
-                                           dtype=dtype),
+                    layers.DepthwiseConv2D(
+                        kernel_size, strides=stride, use_bias=False, dtype=dtype,
+                        # one input channel per group: fan_in = kernel_size**2
+                        depthwise_initializer=initializers.torch_uniform(kernel_size**2),
+                    ),
                     # PyTorch's defaults
                     layers.BatchNormalization(epsilon=1e-5, momentum=0.9, dtype=dtype),
-                    layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
+                    layers.Dense(dim, dtype=dtype, **initializers.dense(initializer, dim, dim)),
                 ],
                 name=f"{name}_projection",
                 dtype=dtype,
             )
             for name, stride in (("q", 1), ("k", kv_stride), ("v", kv_stride))
         }
-        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
-        self.output_projection = layers.Dense(dim, kernel_initializer=truncated_normal(),
-                                              dtype=dtype)
-        self.output_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.attention_dropout = Dropout(attention_dropout_rate, dtype=dtype)
+        self.output_projection = layers.Dense(dim, dtype=dtype,
+                                              **initializers.dense(initializer, dim, dim))
+        self.output_dropout = Dropout(dropout_rate, dtype=dtype)
 
     def split_heads(self, x):
         """`[B, h, w, dim]` -> `[B, heads, h * w, dim / heads]`."""
@@ -157,6 +171,7 @@ class ConvAttention(layers.Layer):
             "kernel_size": self.kernel_size,
             "dropout_rate": self.dropout_rate,
             "attention_dropout_rate": self.attention_dropout_rate,
+            "initializer": self.initializer,
         }
 
 
@@ -170,6 +185,7 @@ class CvTBlock(layers.Layer):
         mlp_ratio: float, hidden width of the MLP over `dim`.
         drop_path_rate: float, stochastic depth of both residual branches.
         layer_norm_epsilon: float.
+        initializer: how every Dense layer starts, one of `initializers.DENSE_SCHEMES`.
 
     Input shape: `[B, h, w, dim]`. Output shape: the same.
     """
@@ -184,6 +200,7 @@ class CvTBlock(layers.Layer):
         attention_dropout_rate=0.0,
         drop_path_rate=0.0,
         layer_norm_epsilon=1e-5,
+        initializer="torch_default",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -195,13 +212,15 @@ class CvTBlock(layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer = initializer
         dtype = self.dtype_policy
         self.attention_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
         self.attention = ConvAttention(
-            dim, num_heads, kv_stride, 3, dropout_rate, attention_dropout_rate, dtype=dtype
+            dim, num_heads, kv_stride, 3, dropout_rate, attention_dropout_rate, initializer,
+            dtype=dtype,
         )
         self.mlp_norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype)
-        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype, initializer=initializer)
         self.drop_path = DropPath(drop_path_rate, dtype=dtype)
 
     def call(self, x, training=None):
@@ -224,6 +243,7 @@ class CvTBlock(layers.Layer):
             "attention_dropout_rate": self.attention_dropout_rate,
             "drop_path_rate": self.drop_path_rate,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "initializer": self.initializer,
         }
 
 
@@ -244,6 +264,10 @@ class CvTBackbone(Backbone):
         attention_dropout_rate: dropout on the attention weights.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        initializer: how every Dense layer starts (`initializers.dense`): "torch_default"
+            (PyTorch's default, as the DRLoc authors' CvT, lucidrains', leaves every layer) or
+            "trunc_normal" (the official CvT-13's `INIT: trunc_norm`); every convolution keeps
+            PyTorch's default in both, and the norms start at scale 1, offset 0.
         name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
             policy `dtype` (default: Keras' global policy).
 
@@ -273,6 +297,7 @@ class CvTBackbone(Backbone):
         attention_dropout_rate=0.0,
         num_classes=1000,
         layer_norm_epsilon=1e-5,
+        initializer="torch_default",
         name=None,
         dtype=None,
         trainable=True,
@@ -280,6 +305,7 @@ class CvTBackbone(Backbone):
     ):
         # === Argument validation ===
         refuse_unknown_arguments(type(self), kwargs)
+        initializers.check_scheme(initializer)
         stages = {
             "embed_dims": list(embed_dims),
             "num_heads": list(num_heads),
@@ -324,14 +350,17 @@ class CvTBackbone(Backbone):
         x = images
         for i, (dim, heads, depth, kernel, stride, rate) in enumerate(zip(*stages.values())):
             stage = f"stage{i + 1}"
+            fan_in = x.shape[-1] * kernel**2
             x = layers.ZeroPadding2D(kernel // 2, name=f"{stage}_embedding_padding",
                                      dtype=policy)(x)
             x = layers.Conv2D(dim, kernel, strides=stride, name=f"{stage}_embedding",
+                              kernel_initializer=initializers.torch_uniform(fan_in),
+                              bias_initializer=initializers.torch_uniform(fan_in),
                               dtype=policy)(x)
             x = layers.LayerNormalization(
                 epsilon=layer_norm_epsilon, name=f"{stage}_embedding_norm", dtype=policy
             )(x)
-            x = layers.Dropout(dropout_rate, name=f"{stage}_embedding_dropout", dtype=policy)(x)
+            x = Dropout(dropout_rate, name=f"{stage}_embedding_dropout", dtype=policy)(x)
             for j, block_rate in enumerate(np.linspace(0.0, rate, depth).tolist()):
                 x = CvTBlock(
                     dim,
@@ -342,6 +371,7 @@ class CvTBackbone(Backbone):
                     attention_dropout_rate=attention_dropout_rate,
                     drop_path_rate=block_rate,
                     layer_norm_epsilon=layer_norm_epsilon,
+                    initializer=initializer,
                     name=f"{stage}_block{j + 1}",
                     dtype=policy,
                 )(x)
@@ -350,7 +380,8 @@ class CvTBackbone(Backbone):
                                       dtype=policy)(x)
         x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(x)
         logits = layers.Dense(
-            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+            num_classes, name="classifier", dtype=policy,
+            **initializers.dense(initializer, embed_dims[-1], num_classes),
         )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
@@ -365,6 +396,7 @@ class CvTBackbone(Backbone):
         self.attention_dropout_rate = attention_dropout_rate
         self.num_classes = num_classes
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer = initializer
 
     def get_config(self):
         return {
@@ -382,6 +414,7 @@ class CvTBackbone(Backbone):
             "attention_dropout_rate": self.attention_dropout_rate,
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "initializer": self.initializer,
         }
 
 

@@ -1,6 +1,7 @@
 """What the backbones share: their base class, argument checks, dtype policies, sizes, and
-the layers used by more than one family (stochastic depth, the ViT-style transformer pieces, a
-learned position embedding, average pooling that does not count its padding)."""
+the layers used by more than one family (dropout and stochastic depth, each drawing from its
+own `streams.Stream`; the ViT-style transformer pieces, a learned position embedding, average
+pooling that does not count its padding)."""
 
 import difflib
 import inspect
@@ -8,6 +9,8 @@ import numbers
 
 import keras
 from keras import layers, ops
+
+from drloc_keras import initializers, streams
 
 # --- argument checks ----------------------------------------------------------------------------
 
@@ -92,25 +95,20 @@ def sequential(sublayers, name, dtype):
     return model
 
 
-def mlp(dim, hidden, dropout_rate, dtype, name="mlp"):
+def mlp(dim, hidden, dropout_rate, dtype, name="mlp", initializer="trunc_normal"):
     """The transformer MLP: Dense `hidden` with exact GELU, dropout, Dense `dim`, dropout
-    (timm's `Mlp`), every Dense initialised truncated normal std 0.02."""
+    (timm's `Mlp`), each Dense initialised as `initializers.dense(initializer, ...)` says."""
     return sequential(
         [
-            layers.Dense(hidden, activation="gelu", kernel_initializer=truncated_normal(),
-                         dtype=dtype),
-            layers.Dropout(dropout_rate, dtype=dtype),
-            layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
-            layers.Dropout(dropout_rate, dtype=dtype),
+            layers.Dense(hidden, activation="gelu", dtype=dtype,
+                         **initializers.dense(initializer, dim, hidden)),
+            Dropout(dropout_rate, dtype=dtype),
+            layers.Dense(dim, dtype=dtype, **initializers.dense(initializer, hidden, dim)),
+            Dropout(dropout_rate, dtype=dtype),
         ],
         name=name,
         dtype=dtype,
     )
-
-
-def truncated_normal(stddev=0.02):
-    """The initializer of the transformers' Dense kernels and learned tokens."""
-    return keras.initializers.TruncatedNormal(stddev=stddev)
 
 
 class Backbone(keras.Model):
@@ -143,35 +141,58 @@ class Backbone(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class DropPath(layers.Layer):
-    """Stochastic depth: drops the whole residual branch of a sample with probability `rate`.
+class Dropout(layers.Layer):
+    """Dropout (as `keras.layers.Dropout`) whose masks come from the layer's own
+    `streams.Stream`: independent of every other generator's and of other epochs' masks once
+    the run re-seeds the model (`streams.reseed`), on every backend. (Keras' Dropout holds a
+    plain `SeedGenerator`, which on PyTorch repeats other streams shifted, and with no seed
+    draws from the global torch generator instead.)
 
     Args:
-        rate: float in [0, 1), the probability of dropping a sample's branch.
-        seed: optional int for the layer's `SeedGenerator`.
+        rate: float in [0, 1), the probability of dropping an element.
+        seed: optional int for the layer's `streams.Stream`.
 
-    Input and output: `[B, ...]`. In training the kept samples are scaled by `1 / (1 - rate)`;
-    at inference the layer is the identity.
+    Input and output: any shape. In training the kept elements are scaled by
+    `1 / (1 - rate)`; at inference the layer is the identity.
     """
 
     def __init__(self, rate=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
+        check_rate("rate", rate)
         self.rate = rate
         self.seed = seed
         if rate > 0:
-            self.seed_generator = keras.random.SeedGenerator(seed)
+            self.seed_generator = streams.Stream(seed)
+
+    def noise_shape(self, x):
+        return None
 
     def call(self, x, training=None):
         if not training or self.rate == 0:
             return x
-        noise_shape = (None,) + (1,) * (len(x.shape) - 1)
-        return keras.random.dropout(x, self.rate, noise_shape=noise_shape, seed=self.seed_generator)
+        return keras.random.dropout(x, self.rate, noise_shape=self.noise_shape(x), seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="drloc")
+class DropPath(Dropout):
+    """Stochastic depth: drops the whole residual branch of a sample with probability `rate`.
+
+    Args:
+        rate: float in [0, 1), the probability of dropping a sample's branch.
+        seed: optional int for the layer's `streams.Stream`.
+
+    Input and output: `[B, ...]`. In training the kept samples are scaled by `1 / (1 - rate)`;
+    at inference the layer is the identity.
+    """
+
+    def noise_shape(self, x):
+        return (None,) + (1,) * (len(x.shape) - 1)
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -184,6 +205,7 @@ class MultiHeadSelfAttention(layers.Layer):
         qkv_bias: whether the query/key/value projection has a bias.
         dropout_rate: float, dropout after the output projection.
         attention_dropout_rate: float, dropout on the attention weights.
+        initializer: how both Dense layers start, one of `initializers.DENSE_SCHEMES`.
 
     Input shape: `[B, N, dim]`. Output shape: the same.
     """
@@ -195,23 +217,26 @@ class MultiHeadSelfAttention(layers.Layer):
         qkv_bias=True,
         dropout_rate=0.0,
         attention_dropout_rate=0.0,
+        initializer="trunc_normal",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        initializers.check_scheme(initializer)
         self.dim = dim
         self.num_heads = num_heads
         self.qkv_bias = qkv_bias
         self.dropout_rate = dropout_rate
         self.attention_dropout_rate = attention_dropout_rate
+        self.initializer = initializer
         dtype = self.dtype_policy
         self.qkv = layers.Dense(
-            3 * dim, use_bias=qkv_bias, kernel_initializer=truncated_normal(), name="qkv",
-            dtype=dtype,
+            3 * dim, use_bias=qkv_bias, name="qkv", dtype=dtype,
+            **initializers.dense(initializer, dim, 3 * dim),
         )
-        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
-        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
-                                 dtype=dtype)
-        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.attention_dropout = Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj = layers.Dense(dim, name="proj", dtype=dtype,
+                                 **initializers.dense(initializer, dim, dim))
+        self.proj_dropout = Dropout(dropout_rate, dtype=dtype)
 
     def call(self, tokens, training=None):
         length, head_dim = tokens.shape[1], self.dim // self.num_heads
@@ -234,6 +259,7 @@ class MultiHeadSelfAttention(layers.Layer):
             "qkv_bias": self.qkv_bias,
             "dropout_rate": self.dropout_rate,
             "attention_dropout_rate": self.attention_dropout_rate,
+            "initializer": self.initializer,
         }
 
 
@@ -249,6 +275,7 @@ class TransformerEncoderBlock(layers.Layer):
         mlp_ratio: float, hidden width of the MLP over `dim`.
         drop_path_rate: float, stochastic depth of both residual branches.
         layer_norm_epsilon: float.
+        initializer: how every Dense layer starts, one of `initializers.DENSE_SCHEMES`.
 
     Input shape: `[B, N, dim]`. Output shape: the same.
     """
@@ -263,6 +290,7 @@ class TransformerEncoderBlock(layers.Layer):
         attention_dropout_rate=0.0,
         drop_path_rate=0.0,
         layer_norm_epsilon=1e-6,
+        initializer="trunc_normal",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -274,16 +302,17 @@ class TransformerEncoderBlock(layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer = initializer
         dtype = self.dtype_policy
         self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
                                                dtype=dtype)
         self.attention = MultiHeadSelfAttention(
-            dim, num_heads, qkv_bias, dropout_rate, attention_dropout_rate, name="attention",
-            dtype=dtype,
+            dim, num_heads, qkv_bias, dropout_rate, attention_dropout_rate, initializer,
+            name="attention", dtype=dtype,
         )
         self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
                                                dtype=dtype)
-        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
+        self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype, initializer=initializer)
         self.drop_path = DropPath(drop_path_rate, name="drop_path", dtype=dtype)
 
     def call(self, x, training=None):
@@ -306,19 +335,30 @@ class TransformerEncoderBlock(layers.Layer):
             "attention_dropout_rate": self.attention_dropout_rate,
             "drop_path_rate": self.drop_path_rate,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "initializer": self.initializer,
         }
 
 
 @keras.saving.register_keras_serializable(package="drloc")
 class ClassToken(layers.Layer):
-    """Prepends a learned class token (truncated normal, std 0.02) to the tokens.
+    """Prepends a learned class token to the tokens.
+
+    Args:
+        stddev: float, the standard deviation of its normal initializer: 0.02 as timm's
+            `trunc_normal_` (T2T-ViT), 1.0 as `torch.randn` (lucidrains' ViT).
 
     Input shape: `[B, N, C]`. Output shape: `[B, N + 1, C]`.
     """
 
+    def __init__(self, stddev=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev = stddev
+
     def build(self, input_shape):
         self.token = self.add_weight(
-            shape=(1, 1, input_shape[-1]), initializer=truncated_normal(), name="token"
+            shape=(1, 1, input_shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=self.stddev),
+            name="token",
         )
 
     def call(self, tokens):
@@ -330,14 +370,18 @@ class ClassToken(layers.Layer):
         batch, length, channels = input_shape
         return (batch, None if length is None else length + 1, channels)
 
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
 
 @keras.saving.register_keras_serializable(package="drloc")
 class PositionEmbedding(layers.Layer):
     """Adds a learned embedding, one per token position, to the tokens.
 
     Args:
-        stddev: float, the standard deviation of the truncated normal initializer (0.02 in
-            ViT and T2T-ViT, 0.2 in CCT).
+        stddev: float, the standard deviation of its normal initializer: timm's
+            `trunc_normal_` of std 0.02 (T2T-ViT) or 0.2 (CCT), whose bounds -2 and 2 no draw
+            reaches, or `torch.randn`'s 1.0 (lucidrains' ViT).
 
     Input shape: `[B, N, C]` with static N and C. Output shape: the same.
     """
@@ -349,7 +393,7 @@ class PositionEmbedding(layers.Layer):
     def build(self, input_shape):
         self.embedding = self.add_weight(
             shape=(1,) + tuple(input_shape[1:]),
-            initializer=truncated_normal(self.stddev),
+            initializer=keras.initializers.RandomNormal(stddev=self.stddev),
             name="embedding",
         )
 

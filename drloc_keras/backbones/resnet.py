@@ -1,8 +1,12 @@
 """ResNet-50 (He et al. 2016, "Deep Residual Learning for Image Recognition") as a DRLoc backbone.
 
 The network is `keras.applications.ResNet50` (bottleneck blocks of 3, 4, 6 and 3, convolutions
-with a bias, BatchNorm epsilon 1.001e-5), nested whole as the layer "trunk", without its top
-and without weights: DRLoc trains from scratch. The trunk takes the images as given: unlike the
+with a bias, BatchNorm epsilon 1.001e-5), rebuilt with `keras.models.clone_model` as the layer
+"trunk", without its top and without weights: DRLoc trains from scratch. It starts as the DRLoc
+authors' ResNet-50 (torchvision's) does: every convolution `kaiming_normal_` with mode fan_out
+(untruncated, std sqrt(2 / fan_out)), biases 0 (torchvision's convolutions have none),
+BatchNorm scale 1 and offset 0, the classifier PyTorch's default `nn.Linear` (uniform, bound
+1/sqrt(fan_in), weight and bias). The trunk takes the images as given: unlike the
 ImageNet weights of `keras.applications`, it expects no `preprocess_input`. On top of it, global
 average pooling and a Dense classifier. The DRLoc feature map is the last stage's output
 (spec section 8): 7x7x2048 at 224.
@@ -29,6 +33,7 @@ Example:
 import keras
 from keras import layers
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     Backbone,
     build_named,
@@ -85,17 +90,12 @@ def scaled_filters(filters, width_multiplier):
 def _trunk(height, width, stem, width_multiplier, policy):
     """The application's ResNet-50 as the layer "trunk", every layer with the dtype `policy`.
 
-    The application itself where it fits (the imagenet stem at full width, under Keras'
-    global policy); otherwise it is rebuilt layer by layer: with the cifar stem, a 3x3
-    stride-1 stem convolution and no max pooling; with `width_multiplier`, every
-    convolution's filters scaled; with `policy` (the blocks and their names stay the same).
+    It is rebuilt layer by layer (the blocks and their names stay the same): every
+    convolution initialised as torchvision's (`kaiming_normal_`, mode fan_out); with the cifar
+    stem, a 3x3 stride-1 stem convolution and no max pooling; with `width_multiplier`, every
+    convolution's filters scaled; with `policy`.
     """
     shape = (height, width, 3)
-    global_policy = keras.config.dtype_policy().name
-    if stem == "imagenet" and width_multiplier == 1 and policy.name == global_policy:
-        return keras.applications.ResNet50(
-            include_top=False, weights=None, input_shape=shape, name="trunk"
-        )
     application = keras.applications.ResNet50(
         include_top=False, weights=None, input_shape=(None, None, 3), name="trunk"
     )
@@ -104,9 +104,11 @@ def _trunk(height, width, stem, width_multiplier, policy):
         config = {**layer.get_config(), "dtype": policy}
         if isinstance(layer, layers.Conv2D):
             config["filters"] = scaled_filters(config["filters"], width_multiplier)
+            config["kernel_initializer"] = initializers.kaiming_normal("fan_out")
         if stem == "cifar" and layer.name == "conv1_conv":
             return layers.Conv2D(
-                config["filters"], 3, padding="same", name="conv1_conv", dtype=policy
+                config["filters"], 3, padding="same", name="conv1_conv", dtype=policy,
+                kernel_initializer=initializers.kaiming_normal("fan_out"),
             )
         return layer.__class__.from_config(config)
 
@@ -183,7 +185,8 @@ class ResNet50Backbone(Backbone):
         images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
         features = _trunk(height, width, stem, width_multiplier, policy)(images)
         x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(features)
-        logits = layers.Dense(num_classes, name="classifier", dtype=policy)(x)
+        logits = layers.Dense(num_classes, name="classifier", dtype=policy,
+                              **initializers.dense("torch_default", x.shape[-1], num_classes))(x)
         outputs = {"logits": logits, "feature_maps": [features]}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
 

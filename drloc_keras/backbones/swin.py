@@ -7,7 +7,9 @@ second block over windows shifted by half a window, with patch merging between s
 stage, 7x7x768 for Swin-T at 224, is the default DRLoc grid; all four give multi-scale DRLoc).
 
 Facts follow the official code (microsoft/Swin-Transformer), which the DRLoc authors reused:
-LayerNorm epsilon 1e-5, exact GELU, Dense and bias-table init truncated normal std 0.02,
+LayerNorm epsilon 1e-5, exact GELU, Dense and bias-table init timm's truncated normal std 0.02
+(zero biases), the patch embedding PyTorch's default convolution init (uniform, bound
+1/sqrt(3 * patch_size**2), weight and bias),
 the masked logits set to -100, the window shrunk to the stage size (and no shift) once a
 stage is no larger than a window. One difference: a stage's feature map here is taken
 before its patch merging (56, 28, 14, 7 at 224), where the authors' multi-scale code took it
@@ -18,16 +20,17 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     Backbone,
     DropPath,
+    Dropout,
     build_named,
     check_positive_int,
     check_rate,
     dtype_policy,
     image_shape,
     refuse_unknown_arguments,
-    truncated_normal,
 )
 
 # Named sizes. `swin_tiny` is Swin-T. `swin_tiny_32` is our choice for 32x32 images (the
@@ -164,18 +167,18 @@ class WindowAttention(layers.Layer):
         self.relative_position_index = relative_position_index(window_size)  # a constant
         dtype = self.dtype_policy
         self.qkv = layers.Dense(
-            3 * dim, use_bias=qkv_bias, kernel_initializer=truncated_normal(), name="qkv",
+            3 * dim, use_bias=qkv_bias, kernel_initializer=initializers.trunc_normal(), name="qkv",
             dtype=dtype,
         )
-        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+        self.proj = layers.Dense(dim, kernel_initializer=initializers.trunc_normal(), name="proj",
                                  dtype=dtype)
-        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
-        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.attention_dropout = Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj_dropout = Dropout(dropout_rate, dtype=dtype)
 
     def build(self, input_shape):
         self.relative_position_bias_table = self.add_weight(
             shape=((2 * self.window_size - 1) ** 2, self.num_heads),
-            initializer=truncated_normal(),
+            initializer=initializers.trunc_normal(),
             name="relative_position_bias_table",
         )
         self.qkv.build(input_shape)
@@ -275,13 +278,13 @@ class SwinTransformerBlock(layers.Layer):
         self.drop_path = DropPath(drop_path_rate, name="drop_path", dtype=dtype)
         self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
                                                dtype=dtype)
-        self.fc1 = layers.Dense(int(dim * mlp_ratio), kernel_initializer=truncated_normal(),
-                                name="fc1", dtype=dtype)
+        self.fc1 = layers.Dense(int(dim * mlp_ratio), name="fc1", dtype=dtype,
+                                kernel_initializer=initializers.trunc_normal())
         # exact (erf) GELU, as torch.nn.GELU
         self.gelu = layers.Activation("gelu", dtype=dtype)
-        self.fc2 = layers.Dense(dim, kernel_initializer=truncated_normal(), name="fc2",
+        self.fc2 = layers.Dense(dim, kernel_initializer=initializers.trunc_normal(), name="fc2",
                                 dtype=dtype)
-        self.mlp_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.mlp_dropout = Dropout(dropout_rate, dtype=dtype)
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
@@ -366,8 +369,8 @@ class PatchMerging(layers.Layer):
         self.norm = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm",
                                               dtype=self.dtype_policy)
         self.reduction = layers.Dense(
-            2 * dim, use_bias=False, kernel_initializer=truncated_normal(), name="reduction",
-            dtype=self.dtype_policy,
+            2 * dim, use_bias=False, kernel_initializer=initializers.trunc_normal(),
+            name="reduction", dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -506,13 +509,16 @@ class SwinBackbone(Backbone):
         # === Functional Model ===
         height, width = stage_sizes[0][0] * patch_size, stage_sizes[0][1] * patch_size
         images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
+        patch_fan_in = 3 * patch_size**2  # the official PatchEmbed keeps PyTorch's Conv2d init
         x = layers.Conv2D(
-            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy
+            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy,
+            kernel_initializer=initializers.torch_uniform(patch_fan_in),
+            bias_initializer=initializers.torch_uniform(patch_fan_in),
         )(images)
         x = layers.LayerNormalization(
             epsilon=layer_norm_epsilon, name="patch_embedding_norm", dtype=policy
         )(x)
-        x = layers.Dropout(dropout_rate, name="patch_embedding_dropout", dtype=policy)(x)
+        x = Dropout(dropout_rate, name="patch_embedding_dropout", dtype=policy)(x)
         drop_path_rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
         feature_maps = []
         for stage, (depth, heads, stage_size) in enumerate(zip(depths, num_heads, stage_sizes)):
@@ -543,7 +549,8 @@ class SwinBackbone(Backbone):
                                       dtype=policy)(x)
         x = layers.GlobalAveragePooling2D(name="average_pool", dtype=policy)(x)
         logits = layers.Dense(
-            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+            num_classes, kernel_initializer=initializers.trunc_normal(), name="classifier",
+            dtype=policy,
         )(x)
         outputs = {"logits": logits, "feature_maps": feature_maps}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)

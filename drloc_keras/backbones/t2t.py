@@ -11,8 +11,9 @@ of width 384, 6 heads, MLP ratio 3.
 
 Facts follow the official code (yitu-opensource/T2T-ViT), reused by the DRLoc authors
 (yhlleo/VTs-Drloc `models/t2t.py`): bias-free query/key/value in every attention, LayerNorm
-epsilon 1e-5, exact GELU, Dense init truncated normal std 0.02, a fixed sinusoidal position
-embedding (here a constant, not a weight).
+epsilon 1e-5, exact GELU, a fixed sinusoidal position embedding (here a constant, not a
+weight); initialised as theirs: Dense kernels and the class token timm's truncated normal of
+std 0.02 (bounds +-2: a plain normal, see `drloc_keras.initializers`), zero biases.
 
 The T2T transformer, `t2t_attention`:
 - "transformer" (the default): the official `Token_transformer`, one head, MLP ratio 1. Its
@@ -44,10 +45,12 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     AveragePoolingExcludingPadding,
     Backbone,
     ClassToken,
+    Dropout,
     PositionEmbedding,
     SplitClassToken,
     TransformerEncoderBlock,
@@ -60,7 +63,6 @@ from drloc_keras.backbones.layers import (
     mlp,
     refuse_unknown_arguments,
     sequential,
-    truncated_normal,
 )
 
 # Named sizes. `t2t_vit_14` is T2T-ViT-14 with the plain-transformer T2T module (pass
@@ -198,12 +200,12 @@ class TokenTransformer(layers.Layer):
         dtype = self.dtype_policy
         self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
                                                dtype=dtype)
-        self.qkv = layers.Dense(3 * dim, use_bias=False, kernel_initializer=truncated_normal(),
-                                name="qkv", dtype=dtype)
-        self.attention_dropout = layers.Dropout(attention_dropout_rate, dtype=dtype)
-        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+        self.qkv = layers.Dense(3 * dim, use_bias=False, name="qkv", dtype=dtype,
+                                kernel_initializer=initializers.trunc_normal())
+        self.attention_dropout = Dropout(attention_dropout_rate, dtype=dtype)
+        self.proj = layers.Dense(dim, kernel_initializer=initializers.trunc_normal(), name="proj",
                                  dtype=dtype)
-        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.proj_dropout = Dropout(dropout_rate, dtype=dtype)
         self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
                                                dtype=dtype)
         self.mlp = mlp(dim, int(dim * mlp_ratio), dropout_rate, dtype)
@@ -270,19 +272,19 @@ class TokenPerformer(layers.Layer):
         dtype = self.dtype_policy
         self.norm1 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm1",
                                                dtype=dtype)
-        self.kqv = layers.Dense(3 * dim, kernel_initializer=truncated_normal(), name="kqv",
+        self.kqv = layers.Dense(3 * dim, kernel_initializer=initializers.trunc_normal(), name="kqv",
                                 dtype=dtype)
-        self.proj = layers.Dense(dim, kernel_initializer=truncated_normal(), name="proj",
+        self.proj = layers.Dense(dim, kernel_initializer=initializers.trunc_normal(), name="proj",
                                  dtype=dtype)
-        self.proj_dropout = layers.Dropout(dropout_rate, dtype=dtype)
+        self.proj_dropout = Dropout(dropout_rate, dtype=dtype)
         self.norm2 = layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm2",
                                                dtype=dtype)
         self.mlp = sequential(
             [
-                layers.Dense(dim, activation="gelu", kernel_initializer=truncated_normal(),
+                layers.Dense(dim, activation="gelu", kernel_initializer=initializers.trunc_normal(),
                              dtype=dtype),
-                layers.Dense(dim, kernel_initializer=truncated_normal(), dtype=dtype),
-                layers.Dropout(dropout_rate, dtype=dtype),
+                layers.Dense(dim, kernel_initializer=initializers.trunc_normal(), dtype=dtype),
+                Dropout(dropout_rate, dtype=dtype),
             ],
             name="mlp",
             dtype=dtype,
@@ -511,14 +513,15 @@ class T2TViTBackbone(Backbone):
         x = layers.Reshape((grid_height * grid_width, x.shape[-1]), name="t2t_tokens",
                            dtype=policy)(x)
         x = layers.Dense(
-            embed_dim, kernel_initializer=truncated_normal(), name="t2t_projection", dtype=policy
+            embed_dim, kernel_initializer=initializers.trunc_normal(), name="t2t_projection",
+            dtype=policy,
         )(x)
         x = ClassToken(name="class_token", dtype=policy)(x)
         if position_embedding == "sinusoidal":
             x = SinusoidalPositionEmbedding(name="position_embedding", dtype=policy)(x)
         else:
             x = PositionEmbedding(name="position_embedding", dtype=policy)(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
+        x = Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
             x = TransformerEncoderBlock(
                 embed_dim,
@@ -540,7 +543,8 @@ class T2TViTBackbone(Backbone):
         if grid_pooling:
             grid = AveragePoolingExcludingPadding(3, 2, 1, name="drloc_grid", dtype=policy)(grid)
         logits = layers.Dense(
-            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+            num_classes, kernel_initializer=initializers.trunc_normal(), name="classifier",
+            dtype=policy,
         )(class_token)
         outputs = {"logits": logits, "feature_maps": [grid]}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)

@@ -4,8 +4,13 @@ Words"), as a DRLoc backbone.
 Non-overlapping patches embedded by a strided convolution, a learned class token and a learned
 position embedding, pre-norm transformer blocks, a final LayerNorm and a linear classifier on
 the class token. Facts follow timm's `vit_base_patch16_224`: query/key/value bias, LayerNorm
-epsilon 1e-6, exact GELU, Dense init truncated normal std 0.02; ViT-B/16 has 86,567,656
-parameters with 1000 classes.
+epsilon 1e-6, exact GELU; ViT-B/16 has 86,567,656 parameters with 1000 classes.
+
+The initialisation is that of the code each size comes from, both lucidrains' ViT: the class
+token and the position embedding `torch.randn` (a normal of std 1); every Dense layer, the
+patch embedding (their linear layer on flattened patches) included, PyTorch's default
+(`initializer="torch_default"`: uniform, bound 1/sqrt(fan_in), weight and bias) in the DRLoc
+authors' ViT, `xavier_normal_` with zero biases (`"xavier_normal"`) in Lee et al.'s.
 
 The DRLoc grid (spec section 8) is the patch tokens of the last block, the class token
 dropped, reshaped to the patch grid (14x14x768 for ViT-B/16 at 224). It is taken before the
@@ -24,9 +29,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from drloc_keras import initializers
 from drloc_keras.backbones.layers import (
     Backbone,
     ClassToken,
+    Dropout,
     PositionEmbedding,
     SplitClassToken,
     TransformerEncoderBlock,
@@ -36,7 +43,6 @@ from drloc_keras.backbones.layers import (
     dtype_policy,
     image_shape,
     refuse_unknown_arguments,
-    truncated_normal,
 )
 
 # Named sizes. `vit_base_16` is ViT-B/16 with the dropout 0.1 of the paper's ImageNet training
@@ -46,6 +52,7 @@ from drloc_keras.backbones.layers import (
 # MLP ratio 2, stochastic depth 0.1; 2.7M parameters with 10 classes.
 VIT_CONFIGS = {
     "vit_base_16": {
+        "initializer": "torch_default",
         "image_size": 224,
         "patch_size": 16,
         "embed_dim": 768,
@@ -56,6 +63,7 @@ VIT_CONFIGS = {
         "drop_path_rate": 0.0,
     },
     "vit_32": {
+        "initializer": "xavier_normal",
         "image_size": 32,
         "patch_size": 4,
         "embed_dim": 192,
@@ -66,6 +74,8 @@ VIT_CONFIGS = {
         "drop_path_rate": 0.1,
     },
 }
+# The initialisations of the ViT codes the sizes follow (lucidrains' ViT in both).
+VIT_INITIALIZERS = ("torch_default", "xavier_normal")
 
 
 @keras.saving.register_keras_serializable(package="drloc")
@@ -87,6 +97,9 @@ class ViTBackbone(Backbone):
             first.
         num_classes: outputs of the classifier.
         layer_norm_epsilon: epsilon of every LayerNorm.
+        initializer: how the Dense layers and the patch embedding start, one of
+            `VIT_INITIALIZERS` (`initializers.dense`): "torch_default" (the DRLoc authors'
+            ViT) or "xavier_normal" (Lee et al.'s); the tokens start normal with std 1.
         name, dtype, trainable: as for `keras.Model`; every layer is built with the dtype
             policy `dtype` (default: Keras' global policy).
 
@@ -115,6 +128,7 @@ class ViTBackbone(Backbone):
         drop_path_rate=0.0,
         num_classes=1000,
         layer_norm_epsilon=1e-6,
+        initializer="torch_default",
         name=None,
         dtype=None,
         trainable=True,
@@ -122,6 +136,11 @@ class ViTBackbone(Backbone):
     ):
         # === Argument validation ===
         refuse_unknown_arguments(type(self), kwargs)
+        if initializer not in VIT_INITIALIZERS:
+            raise ValueError(
+                f"`initializer` must be one of {VIT_INITIALIZERS}. "
+                f"Found initializer={initializer!r}"
+            )
         for arg, value in [("patch_size", patch_size), ("embed_dim", embed_dim),
                            ("depth", depth), ("num_heads", num_heads),
                            ("num_classes", num_classes)]:
@@ -147,13 +166,14 @@ class ViTBackbone(Backbone):
         # === Functional Model ===
         images = keras.Input(shape=(height, width, 3), name="images", dtype=policy.compute_dtype)
         x = layers.Conv2D(
-            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy
+            embed_dim, patch_size, strides=patch_size, name="patch_embedding", dtype=policy,
+            **initializers.dense(initializer, 3 * patch_size**2, embed_dim),
         )(images)
         x = layers.Reshape((grid_height * grid_width, embed_dim), name="patch_tokens",
                            dtype=policy)(x)
-        x = ClassToken(name="class_token", dtype=policy)(x)
-        x = PositionEmbedding(name="position_embedding", dtype=policy)(x)
-        x = layers.Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
+        x = ClassToken(stddev=1.0, name="class_token", dtype=policy)(x)
+        x = PositionEmbedding(stddev=1.0, name="position_embedding", dtype=policy)(x)
+        x = Dropout(dropout_rate, name="embedding_dropout", dtype=policy)(x)
         for i, rate in enumerate(np.linspace(0.0, drop_path_rate, depth).tolist()):
             x = TransformerEncoderBlock(
                 embed_dim,
@@ -164,6 +184,7 @@ class ViTBackbone(Backbone):
                 attention_dropout_rate=attention_dropout_rate,
                 drop_path_rate=rate,
                 layer_norm_epsilon=layer_norm_epsilon,
+                initializer=initializer,
                 name=f"block{i + 1}",
                 dtype=policy,
             )(x)
@@ -176,7 +197,8 @@ class ViTBackbone(Backbone):
             epsilon=layer_norm_epsilon, name="final_norm", dtype=policy
         )(class_token)
         logits = layers.Dense(
-            num_classes, kernel_initializer=truncated_normal(), name="classifier", dtype=policy
+            num_classes, name="classifier", dtype=policy,
+            **initializers.dense(initializer, embed_dim, num_classes),
         )(x)
         outputs = {"logits": logits, "feature_maps": [grid]}
         super().__init__(images, outputs, name=name, dtype=policy, trainable=trainable)
@@ -194,6 +216,7 @@ class ViTBackbone(Backbone):
         self.drop_path_rate = drop_path_rate
         self.num_classes = num_classes
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer = initializer
 
     def get_config(self):
         return {
@@ -210,6 +233,7 @@ class ViTBackbone(Backbone):
             "drop_path_rate": self.drop_path_rate,
             "num_classes": self.num_classes,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "initializer": self.initializer,
         }
 
 

@@ -165,10 +165,10 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
 y = rng.integers(0, 4, size=16)
 
-def one_step():
+def one_step(optimizer=None):
     keras.utils.set_random_seed(0)
     model = DRLocModel(tiny_backbone(), lam=0.5, sample_size=6, hidden=8, seed=3)
-    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.5))
     initial = [np.array(w) for w in model.get_weights()]
     history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     logs = {{k: float(v[-1]) for k, v in history.history.items()}}
@@ -265,6 +265,65 @@ print(MARK + json.dumps(result))
     # From about 2.1 and 1.3 to about 1.65 and 0.96 (the CE of random labels stays near 0.69).
     assert all(np.isfinite(loss)) and loss[-1] < 0.85 * loss[0], loss
     assert drloc[-1] < 0.8 * drloc[0], drloc
+
+
+# Gradient clipping under data parallelism: the global norm is that of the whole batch's
+# gradient, as on one device (the authors clip after DDP has averaged the gradients). A large
+# epsilon makes Adam's first step proportional to the gradient, so a gradient clipped to
+# another size or direction moves the weights elsewhere; the gradient's norm is far above 0.01.
+CLIPPED = """
+from drloc_keras.optimizers import AdamW
+
+def clipped_step(optimizer_class=AdamW):
+    return one_step(optimizer_class(learning_rate=100.0, weight_decay=0.0, epsilon=1.0, global_clipnorm=0.01))
+
+def compare_trainable(one, many):
+    (model, _, initial, weights_1), (_, _, _, weights_n) = one, many
+    trainable = [i for i, v in enumerate(model.weights) if v.trainable]  # not the step counter
+    return {
+        "difference": max(float(np.max(np.abs(weights_1[i] - weights_n[i]))) for i in trainable),
+        "change": max(float(np.max(np.abs(weights_1[i] - initial[i]))) for i in trainable),
+    }
+"""
+
+
+def check_clipped_step(result):
+    assert result["change"] > 1e-3, "the step changed nothing: the comparison would be empty"
+    assert result["difference"] <= 1e-3 * result["change"], result
+
+
+def test_clipping_under_jax_data_parallel_is_of_the_whole_batch_gradient():
+    result = run_script(COMMON + CLIPPED + """
+import jax
+assert len(jax.devices()) == 2
+one = clipped_step()
+keras.distribution.set_distribution(keras.distribution.DataParallel())
+print(MARK + json.dumps(compare_trainable(one, clipped_step())))
+""", environment("jax", JAX_NUM_CPU_DEVICES="2"))
+    check_clipped_step(result)
+
+
+def test_clipping_under_tensorflow_mirrored_strategy_is_of_the_summed_gradient():
+    result = run_script("""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+""" + COMMON + CLIPPED + """
+strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+assert strategy.num_replicas_in_sync == 2
+one = clipped_step()
+with strategy.scope():
+    many = clipped_step()
+    keras_own = clipped_step(keras.optimizers.AdamW)
+result = compare_trainable(one, many)
+result["keras_difference"] = compare_trainable(one, keras_own)["difference"]
+print(MARK + json.dumps(result))
+""", environment("tensorflow"))
+    check_clipped_step(result)
+    # Keras' AdamW clips each replica's share before the sum: the check can tell the two
+    # apart. (Should this fail, Keras clips after the all-reduce, and drloc's AdamW need
+    # not move the clipping there.)
+    assert result["keras_difference"] > 0.1 * result["change"], result
 
 
 # The lambda schedule under a strategy: 4 epochs of 2 steps on the global batch of 16.

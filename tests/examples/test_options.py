@@ -86,7 +86,20 @@ def test_an_old_config_gets_the_settings_it_trained_with():
     (["--lr", "0"], "--lr must be > 0"),
     (["--dataset", "svhn"], "--dataset svhn needs --data-dir"),
     (["--resume", "--eval-only"], "exclude each other"),
+    (["--clip-grad", "-1"], "--clip-grad must be a number >= 0 (0: no clipping); found -1.0"),
+    (["--clip-grad", "nan"], "--clip-grad must be a number >= 0"),
+    (["--clip-grad", "inf"], "--clip-grad must be a number >= 0"),
+    (["--min-lr", "1e-3"], "--min-lr must be in [0, --lr (0.0005)]"),
+    (["--warmup-lr=-1e-7"], "--warmup-lr must be in [0, --lr (0.0005)]"),
 ])
 def test_values_out_of_range_are_refused_with_the_flag_and_what_is_allowed(argv, message):
     with pytest.raises(options.UsageError, match=re.escape(message)):
         options.parse(argv)
+
+
+def test_a_clip_grad_that_is_not_a_number_ends_in_one_error_line(capsys):
+    with pytest.raises(SystemExit) as exit:
+        options.parse(["--clip-grad", "five"])
+    assert exit.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--clip-grad" in errors[0] and "'five'" in errors[0], errors

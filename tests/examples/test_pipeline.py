@@ -64,7 +64,7 @@ def test_training_batches_hold_every_image_once_per_epoch_with_its_label():
 
 
 def test_random_erasing_probability_is_exact():
-    erase = recipe.augmenter(randaugment=False, random_erasing=0.25, flip=False, seed=1)
+    erase = Augmentation(randaugment=False, random_erasing=0.25, flip=False, seed=1)
     images = np.full((400, 16, 16, 3), 128.0, "float32")
     out = keras.ops.convert_to_numpy(erase(images, training=True))
     erased = np.mean(np.any(out != 128.0, axis=(1, 2, 3)))
@@ -121,7 +121,7 @@ def test_an_epoch_is_a_function_of_the_seed_and_its_number():
     x, y = _data(n=32)
 
     def epochs(numbers):
-        augment = Augmentation(randaugment=True, random_erasing=0.5, mixup=0.8, cutmix=1.0, seed=3)
+        augment = Augmentation(crop="padded", randaugment=True, random_erasing=0.5, mixup=0.8, cutmix=1.0, seed=3)
         ds, epoch_seeds = pipeline.train_dataset(x, y, 4, 8, seed=3)
         epoch_seeds.layers = [augment]
         out = []
@@ -135,6 +135,23 @@ def test_an_epoch_is_a_function_of_the_seed_and_its_number():
     (two_alone,) = epochs([2])
     np.testing.assert_array_equal(two_alone, two)
     assert not np.array_equal(one, two)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data is the TensorFlow backend's pipeline")
+def test_independent_streams_give_tf_data_and_array_batches_one_epoch_order():
+    """A seed and an epoch give the same batches from tf.data (TensorFlow) as from
+    ArrayBatches (JAX, PyTorch, streamed folders): a run resumed on another backend or
+    machine sees the batches of the run it continues."""
+    x, y = _data(n=30)
+    ds, epoch_seeds = pipeline.train_dataset(x, y, 4, 8, seed=6)
+    arrays = pipeline.ArrayBatches(x, y, 4, 8, training=True, seed=6)
+    for epoch in (0, 1, 5, 0):
+        epoch_seeds.on_epoch_begin(epoch)
+        arrays.set_epoch(epoch)
+        got = [np.asarray(inputs["images"]) for inputs, _ in ds]
+        want = [keras.ops.convert_to_numpy(arrays[i][0]["images"]) for i in range(len(arrays))]
+        assert len(got) == len(want) == 3
+        np.testing.assert_array_equal(np.stack(got), np.stack(want))
 
 
 # === ArrayBatches: the pipeline of the JAX and PyTorch backends (no TensorFlow) ===

@@ -145,9 +145,18 @@ def test_weight_decay_leaves_out_biases_unless_asked(tmp_path):
     assert isinstance(model.optimizer, AdamW)
     decayed = model.optimizer.decayed_paths()
     assert decayed and all(path.endswith("/kernel") for path in decayed)
-    train(tiny_argv(tmp_path / "all", extra=["--lam", "0", "--decay-all-weights"]))
+    assert model.optimizer.global_clipnorm == options.DEFAULTS["clip_grad"]  # a resumed run clips the same
+    train(tiny_argv(tmp_path / "all", extra=["--lam", "0", "--decay-all-weights", "--clip-grad", "0"]))
     model = run_folder.load_model(tmp_path / "all" / "last.keras")
-    assert type(model.optimizer) is keras.optimizers.AdamW
+    assert set(model.optimizer.decayed_paths()) == {v.path for v in model.trainable_variables}
+    assert model.optimizer.global_clipnorm is None
+
+
+def test_a_warmup_of_half_the_run_or_more_gets_a_note():
+    note = run.warmup_note(parse(["--epochs", "40"]))  # the default warm-up, 20 epochs
+    assert note.startswith("note: the learning-rate warm-up (--warmup-epochs 20) lasts at least half")
+    assert run.warmup_note(parse(["--epochs", "41"])) is None
+    assert run.warmup_note(parse(["--epochs", "1", "--warmup-epochs", "0"])) is None
 
 
 @pytest.fixture(scope="module")
