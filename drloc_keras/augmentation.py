@@ -436,8 +436,10 @@ class RandomErasing(keras.layers.Layer):
         images = ops.cast(images, "float32")
         height, width = images.shape[1], images.shape[2]
         noise = params.get("noise")
-        if noise is None:
-            noise = keras.random.normal(ops.shape(images), seed=self.generator)
+        if noise is None:  # a hash of a drawn key: XLA's CPU generator is slow (image_ops.hashed_normal)
+            key = keras.random.randint((), 0, 2**31 - 1, seed=self.generator)
+            noise = image_ops.hashed_normal((images.shape[0] or ops.shape(images)[0], height, width,
+                                             images.shape[3]), key)
         rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1, 1))
         cols = ops.reshape(ops.arange(width, dtype="float32"), (1, 1, width, 1))
 
