@@ -32,6 +32,7 @@ import keras
 from keras import ops
 
 from drloc_keras import image_ops, streams
+from drloc_keras.replicas import replica_context
 from drloc_keras.timm_policy import CROPS, LEVEL_DENOMINATOR, RANDAUGMENT_POLICY, parse_randaugment
 
 # timm's `_RAND_INCREASING_TRANSFORMS`, in its order.
@@ -77,8 +78,26 @@ def _channels(name, value, allowed):
     return values
 
 
+class _Draws:
+    """Draws of a layer's own generator (`self.generator`), per data-parallel replica.
+
+    Under a multi-replica `tf.distribute` strategy every replica runs the step with the same
+    generator state: a draw of shape `[B, ...]` would give replica 1's image `i` the
+    parameters of replica 0's image `i`. So each draw is made for all replicas and this
+    replica keeps its own (as the DRLoc pairs, `drloc_keras.replicas`): every image of the
+    global batch gets its own parameters, and each replica its own mixing lambda (as each
+    process of the authors' distributed timm training draws its own). One replica elsewhere.
+    """
+
+    def _draw(self, function, shape, *args):
+        replica, replicas = replica_context()
+        if replicas == 1:
+            return function(shape, *args, seed=self.generator)
+        return ops.take(function((replicas, *shape), *args, seed=self.generator), replica, axis=0)
+
+
 @keras.saving.register_keras_serializable(package="drloc")
-class RandAugment(keras.layers.Layer):
+class RandAugment(_Draws, keras.layers.Layer):
     """timm's RandAugment (`rand_augment_transform`, increasing operations), per image.
 
     Every image gets `num_ops` operations, each drawn uniformly (with replacement) from
@@ -136,17 +155,17 @@ class RandAugment(keras.layers.Layer):
         `magnitude` (float) and `negate` (bool), each `[batch_size, num_ops]`."""
         shape = (batch_size, self.num_ops)
         count = len(RAND_INCREASING_OPERATIONS)
-        operation = ops.cast(ops.minimum(ops.floor(keras.random.uniform(shape, seed=self.generator) * count),
+        operation = ops.cast(ops.minimum(ops.floor(self._draw(keras.random.uniform, shape) * count),
                                          count - 1), "int32")
-        applied = keras.random.uniform(shape, seed=self.generator) <= self.probability
+        applied = self._draw(keras.random.uniform, shape) <= self.probability
         if self.magnitude_std == math.inf:
-            magnitude = keras.random.uniform(shape, 0.0, self.magnitude, seed=self.generator)
+            magnitude = self._draw(keras.random.uniform, shape, 0.0, self.magnitude)
         elif self.magnitude_std > 0:
-            magnitude = keras.random.normal(shape, self.magnitude, self.magnitude_std, seed=self.generator)
+            magnitude = self._draw(keras.random.normal, shape, self.magnitude, self.magnitude_std)
         else:
             magnitude = ops.full(shape, self.magnitude)
         magnitude = ops.clip(magnitude, 0.0, self.magnitude_max)
-        negate = keras.random.uniform(shape, seed=self.generator) > 0.5  # timm's `_randomly_negate`
+        negate = self._draw(keras.random.uniform, shape) > 0.5  # timm's `_randomly_negate`
         return {"operation": operation, "applied": applied, "magnitude": magnitude, "negate": negate}
 
     def arguments(self, magnitude, negate, height, width):
@@ -234,7 +253,7 @@ class RandAugment(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class CropFlip(keras.layers.Layer):
+class CropFlip(_Draws, keras.layers.Layer):
     """A random crop and a random horizontal flip, per image, in one resampling.
 
     - `crop="resized"`: timm's `RandomResizedCropAndInterpolation` (torchvision's
@@ -285,28 +304,27 @@ class CropFlip(keras.layers.Layer):
             top, left, h, w = self._resized_box(batch_size, height, width)
         elif self.crop == "padded":
             span = 2.0 * self.padding
-            top = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, span)
-            left = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, span)
+            top = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, span)
+            left = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, span)
             h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
         else:
             top, left = ops.zeros(shape), ops.zeros(shape)
             h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
-        flip = keras.random.uniform(shape, seed=self.generator) < self.flip
+        flip = self._draw(keras.random.uniform, shape) < self.flip
         return {"top": top, "left": left, "height": h, "width": w, "flip": flip}
 
     def _resized_box(self, batch_size, height, width):
         tries = 10
         area = float(height * width)
         shape = (batch_size, tries)
-        target = keras.random.uniform(shape, self.scale[0], self.scale[1], seed=self.generator) * area
-        log_ratio = keras.random.uniform(shape, math.log(self.ratio[0]), math.log(self.ratio[1]),
-                                         seed=self.generator)
+        target = self._draw(keras.random.uniform, shape, self.scale[0], self.scale[1]) * area
+        log_ratio = self._draw(keras.random.uniform, shape, math.log(self.ratio[0]), math.log(self.ratio[1]))
         aspect = ops.exp(log_ratio)
         w = ops.round(ops.sqrt(target * aspect))  # Python's round: half to even, as ops.round
         h = ops.round(ops.sqrt(target / aspect))
         fits = (w <= width) & (h <= height)
-        u_top = keras.random.uniform(shape, seed=self.generator)
-        u_left = keras.random.uniform(shape, seed=self.generator)
+        u_top = self._draw(keras.random.uniform, shape)
+        u_left = self._draw(keras.random.uniform, shape)
         top = image_ops.uniform_int(u_top, 0.0, height - h)
         left = image_ops.uniform_int(u_left, 0.0, width - w)
         # The first try that fits; its index is the first True.
@@ -377,7 +395,7 @@ class CropFlip(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class RandomErasing(keras.layers.Layer):
+class RandomErasing(_Draws, keras.layers.Layer):
     """timm's `RandomErasing` in `pixel` mode (one box), per image.
 
     With probability `probability` an image gets one box: ten tries of an area fraction
@@ -412,16 +430,16 @@ class RandomErasing(keras.layers.Layer):
         """`erase` (bool) and the box `top`, `left`, `height`, `width` (float), each `[batch_size]`."""
         tries = 10
         shape = (batch_size, tries)
-        erase = keras.random.uniform((batch_size,), seed=self.generator) <= self.probability
+        erase = self._draw(keras.random.uniform, (batch_size,)) <= self.probability
         area = float(height * width)
-        target = keras.random.uniform(shape, self.min_area, self.max_area, seed=self.generator) * area
+        target = self._draw(keras.random.uniform, shape, self.min_area, self.max_area) * area
         log_low = math.log(self.min_aspect)
-        aspect = ops.exp(keras.random.uniform(shape, log_low, -log_low, seed=self.generator))
+        aspect = ops.exp(self._draw(keras.random.uniform, shape, log_low, -log_low))
         h = ops.round(ops.sqrt(target * aspect))
         w = ops.round(ops.sqrt(target / aspect))
         fits = (w < width) & (h < height)
-        top = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, height - h)
-        left = image_ops.uniform_int(keras.random.uniform(shape, seed=self.generator), 0.0, width - w)
+        top = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, height - h)
+        left = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, width - w)
         index = ops.expand_dims(ops.argmax(ops.cast(fits, "int32"), axis=1), 1)
 
         def first(values):
@@ -437,7 +455,7 @@ class RandomErasing(keras.layers.Layer):
         height, width = images.shape[1], images.shape[2]
         noise = params.get("noise")
         if noise is None:  # a hash of a drawn key: XLA's CPU generator is slow (image_ops.hashed_normal)
-            key = keras.random.randint((), 0, 2**31 - 1, seed=self.generator)
+            key = self._draw(keras.random.randint, (), 0, 2**31 - 1)
             noise = image_ops.hashed_normal((images.shape[0] or ops.shape(images)[0], height, width,
                                              images.shape[3]), key)
         rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1, 1))
@@ -472,7 +490,7 @@ class RandomErasing(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class MixUpCutMix(keras.layers.Layer):
+class MixUpCutMix(_Draws, keras.layers.Layer):
     """timm's `Mixup` in `batch` mode: one lambda for the whole batch.
 
     With probability `probability` the batch is mixed: CutMix with probability
@@ -507,20 +525,20 @@ class MixUpCutMix(keras.layers.Layer):
         """The batch's parameters (scalars): `mixed` (bool), `use_cutmix` (bool), `lam` (the
         drawn lambda) and the CutMix box `top`, `bottom`, `left`, `right` (rows `top:bottom`,
         columns `left:right`)."""
-        mixed = keras.random.uniform((), seed=self.generator) < self.probability
-        switch = keras.random.uniform((), seed=self.generator) < self.switch_probability
+        mixed = self._draw(keras.random.uniform, ()) < self.probability
+        switch = self._draw(keras.random.uniform, ()) < self.switch_probability
         if self.mixup > 0 and self.cutmix > 0:
             use_cutmix = switch
         else:
             use_cutmix = ops.convert_to_tensor(self.cutmix > 0)
         # Both Betas are drawn (a select, not a branch: one program on every backend).
-        lam_mixup = keras.random.beta((), max(self.mixup, 1e-3), max(self.mixup, 1e-3), seed=self.generator)
-        lam_cutmix = keras.random.beta((), max(self.cutmix, 1e-3), max(self.cutmix, 1e-3), seed=self.generator)
+        lam_mixup = self._draw(keras.random.beta, (), max(self.mixup, 1e-3), max(self.mixup, 1e-3))
+        lam_cutmix = self._draw(keras.random.beta, (), max(self.cutmix, 1e-3), max(self.cutmix, 1e-3))
         lam = ops.where(use_cutmix, lam_cutmix, lam_mixup)
         ratio = ops.sqrt(1.0 - lam)
         cut_h, cut_w = ops.floor(height * ratio), ops.floor(width * ratio)
-        cy = image_ops.uniform_int(keras.random.uniform((), seed=self.generator), 0.0, height - 1.0)
-        cx = image_ops.uniform_int(keras.random.uniform((), seed=self.generator), 0.0, width - 1.0)
+        cy = image_ops.uniform_int(self._draw(keras.random.uniform, ()), 0.0, height - 1.0)
+        cx = image_ops.uniform_int(self._draw(keras.random.uniform, ()), 0.0, width - 1.0)
         top = ops.clip(cy - ops.floor(cut_h / 2), 0.0, height)
         bottom = ops.clip(cy + ops.floor((cut_h + 1) / 2), 0.0, height)
         left = ops.clip(cx - ops.floor(cut_w / 2), 0.0, width)

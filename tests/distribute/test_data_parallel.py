@@ -532,3 +532,36 @@ def test_padding_the_last_batch_keeps_the_metrics_of_the_real_images():
         assert got[key] == pytest.approx(expected[key], abs=1e-5), key
     with pytest.raises(ValueError, match="empty"):
         pipeline.eval_dataset(x[:0], y[:0], 4, 16, pad_last_batch=True)
+
+
+def test_independent_streams_of_the_augmentation_across_tensorflow_replicas():
+    """Under MirroredStrategy the replicas share each generator's state; every replica still
+    draws its own augmentation: identical images on two replicas come out different, and the
+    crops and RandAugment choices of replica 1 are not replica 0's."""
+    result = run_script("""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import json
+import keras
+import numpy as np
+from drloc_keras.augmentation import Augmentation
+strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+with strategy.scope():
+    layer = Augmentation(crop="padded", random_erasing=0.0, seed=0)
+image = np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)).astype("float32")
+images = tf.constant(np.repeat(image, 16, axis=0))  # the same image everywhere
+
+@tf.function
+def step(x):
+    return strategy.run(lambda part: layer(part, training=True), args=(x,))
+
+dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(images))
+out = step(next(iter(dataset)))
+parts = [np.asarray(p) for p in strategy.experimental_local_results(out)]
+same = [bool(np.array_equal(parts[0][i], parts[1][i])) for i in range(len(parts[0]))]
+print(MARK + json.dumps({"replicas": len(parts), "same": same}))
+""".replace("MARK", repr(MARK)), environment("tensorflow"))
+    assert result["replicas"] == 2
+    # Without the per-replica draws every image i of replica 1 equals image i of replica 0.
+    assert sum(result["same"]) <= 1, result
