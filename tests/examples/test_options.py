@@ -91,6 +91,10 @@ def test_an_old_config_gets_the_settings_it_trained_with():
     (["--clip-grad", "inf"], "--clip-grad must be a number >= 0"),
     (["--min-lr", "1e-3"], "--min-lr must be in [0, --lr (0.0005)]"),
     (["--warmup-lr=-1e-7"], "--warmup-lr must be in [0, --lr (0.0005)]"),
+    (["--cutmix", "-1"], "--cutmix must be >= 0 (CutMix's Beta alpha"),
+    (["--mixup", "-0.5"], "--mixup must be >= 0 (MixUp's Beta alpha"),
+    (["--randaugment", "rand-m9"], "add '-inc1'"),
+    (["--randaugment", "rand-m9-inc1-z2"], "unknown section 'z2'"),
 ])
 def test_values_out_of_range_are_refused_with_the_flag_and_what_is_allowed(argv, message):
     with pytest.raises(options.UsageError, match=re.escape(message)):
@@ -103,3 +107,16 @@ def test_a_clip_grad_that_is_not_a_number_ends_in_one_error_line(capsys):
     assert exit.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--clip-grad" in errors[0] and "'five'" in errors[0], errors
+
+
+@pytest.mark.parametrize("argv", [["--cutmix", "2"], ["--mixup", "0.2", "--cutmix", "0"],
+                                  ["--randaugment", "rand-m7-n3-mstd1-inc1"], ["--no-randaugment", "--crop", "none"]])
+def test_what_the_flags_accept_the_augmentation_accepts(argv):
+    """The program's checks are the augmentation's: a value the flags take builds the layer
+    (`--cutmix 2` once passed the flags and failed inside Keras with a traceback)."""
+    from drloc_keras import recipe
+
+    args, _ = options.parse(argv)
+    layer = recipe.augmentation(args)
+    assert layer.cutmix == args.cutmix and layer.mixup == args.mixup
+    assert layer.randaugment == args.randaugment
