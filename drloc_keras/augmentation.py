@@ -42,6 +42,7 @@ RAND_INCREASING_OPERATIONS = (
     "TranslateXRel", "TranslateYRel",
 )
 _OP = {name: k for k, name in enumerate(RAND_INCREASING_OPERATIONS)}
+CANDIDATES = 16  # candidates per Gamma draw of MixUpCutMix (Marsaglia and Tsang's method)
 
 
 def _positive_int(name, value):
@@ -188,41 +189,62 @@ class RandAugment(_Draws, keras.layers.Layer):
 
     def apply_operation(self, images, operation, magnitude, negate):
         """One operation per image: `operation` (index into `RAND_INCREASING_OPERATIONS`),
-        `magnitude` and `negate` `[B]` each. Every candidate is computed for the batch and
-        each image keeps its own: the geometric ones share one resampling."""
+        `magnitude` and `negate` `[B]` each.
+
+        The eight operations that map each value of a channel to a value (autocontrast,
+        equalize, invert, posterize, solarize, solarize-add, brightness, contrast) become one
+        table per image and channel, `[B, C, 256]`, read with one gather; the five geometric
+        ones share one resampling; colour and sharpness are computed for the batch; each image
+        keeps its own result."""
         height, width = images.shape[1], images.shape[2]
         args = self.arguments(magnitude, negate, height, width)
+
+        def is_(name):
+            return operation == _OP[name]
+
         one, zero = ops.ones_like(args["Rotate"]), ops.zeros_like(args["Rotate"])
-        rotation = image_ops.rotation_matrix(args["Rotate"], height, width)
         matrices = {
+            "Rotate": image_ops.rotation_matrix(args["Rotate"], height, width),
             "ShearX": ops.stack([one, args["ShearX"], zero, zero, one, zero], axis=1),
             "ShearY": ops.stack([one, zero, zero, args["ShearY"], one, zero], axis=1),
             "TranslateXRel": ops.stack([one, zero, args["TranslateXRel"], zero, one, zero], axis=1),
             "TranslateYRel": ops.stack([one, zero, zero, zero, one, args["TranslateYRel"]], axis=1),
         }
         matrix = ops.stack([one, zero, zero, zero, one, zero], axis=1)
-        for name, m in (("Rotate", rotation), *matrices.items()):
-            matrix = ops.where(ops.expand_dims(operation == _OP[name], 1), m, matrix)
+        geometric_op = ops.zeros_like(operation, dtype="bool")
+        for name, m in matrices.items():
+            matrix = ops.where(ops.expand_dims(is_(name), 1), m, matrix)
+            geometric_op = geometric_op | is_(name)
         geometric = image_ops.affine(images, matrix, self.interpolation, self.fill)
-        candidates = {
-            "AutoContrast": image_ops.autocontrast(images),
-            "Equalize": image_ops.equalize(images),
-            "Invert": image_ops.invert(images),
-            "PosterizeIncreasing": image_ops.posterize(images, args["PosterizeIncreasing"]),
-            "SolarizeIncreasing": image_ops.solarize(images, args["SolarizeIncreasing"]),
-            "SolarizeAdd": image_ops.solarize_add(images, args["SolarizeAdd"]),
-            "ColorIncreasing": image_ops.color(images, args["ColorIncreasing"]),
-            "ContrastIncreasing": image_ops.contrast(images, args["ContrastIncreasing"]),
-            "BrightnessIncreasing": image_ops.brightness(images, args["BrightnessIncreasing"]),
-            "SharpnessIncreasing": image_ops.sharpness(images, args["SharpnessIncreasing"]),
+
+        def per_image(v):  # [B] -> [B, 1, 1], against the tables' [B, C, 256]
+            return ops.reshape(ops.cast(v, "float32"), (-1, 1, 1))
+
+        levels = ops.reshape(ops.arange(256, dtype="float32"), (1, 1, 256))
+        mean_grey = ops.floor(ops.mean(image_ops.grayscale(images), axis=(1, 2, 3)) + 0.5)  # Contrast's
+        step = per_image(ops.power(2.0, 8.0 - args["PosterizeIncreasing"]))
+        threshold, add = per_image(args["SolarizeIncreasing"]), per_image(args["SolarizeAdd"])
+        brightness, contrast = per_image(args["BrightnessIncreasing"]), per_image(args["ContrastIncreasing"])
+        mean_grey = per_image(mean_grey)
+        tables = {
+            "AutoContrast": image_ops.autocontrast_table(images),
+            "Equalize": image_ops.equalize_table(images),
+            "Invert": 255.0 - levels,
+            "PosterizeIncreasing": ops.floor(levels / step) * step,
+            "SolarizeIncreasing": ops.where(levels < threshold, levels, 255.0 - levels),
+            "SolarizeAdd": ops.where(levels < 128.0, ops.minimum(levels + add, 255.0), levels),
+            "BrightnessIncreasing": image_ops.to_uint8(brightness * levels),
+            "ContrastIncreasing": image_ops.to_uint8(mean_grey + contrast * (levels - mean_grey)),
         }
-        is_geometric = ops.zeros_like(operation, dtype="bool")
-        for name in ("Rotate", *matrices):
-            is_geometric = is_geometric | (operation == _OP[name])
-        out = ops.where(ops.reshape(is_geometric, (-1, 1, 1, 1)), geometric, images)
-        for name, result in candidates.items():
-            out = ops.where(ops.reshape(operation == _OP[name], (-1, 1, 1, 1)), result, out)
-        return out
+        channels = images.shape[-1]
+        table = ops.broadcast_to(levels, (ops.shape(images)[0], channels, 256))
+        for name, t in tables.items():
+            table = ops.where(ops.reshape(is_(name), (-1, 1, 1)), t, table)
+        out = image_ops.lookup(images, table)
+        for name, result in (("ColorIncreasing", image_ops.color(images, args["ColorIncreasing"])),
+                             ("SharpnessIncreasing", image_ops.sharpness(images, args["SharpnessIncreasing"]))):
+            out = ops.where(ops.reshape(is_(name), (-1, 1, 1, 1)), result, out)
+        return ops.where(ops.reshape(geometric_op, (-1, 1, 1, 1)), geometric, out)
 
     def apply(self, images, params):
         """`images` with the operations of `params` (from `draw`)."""
@@ -521,30 +543,63 @@ class MixUpCutMix(_Draws, keras.layers.Layer):
         self.switch_probability, self.probability, self.seed = switch_probability, probability, _seed(seed)
         self.generator = streams.Stream(seed, name="mixup_cutmix")
 
-    def draw(self, height, width):
+    def draw(self, height, width, count=None):
         """The batch's parameters (scalars): `mixed` (bool), `use_cutmix` (bool), `lam` (the
         drawn lambda) and the CutMix box `top`, `bottom`, `left`, `right` (rows `top:bottom`,
-        columns `left:right`)."""
-        mixed = self._draw(keras.random.uniform, ()) < self.probability
-        switch = self._draw(keras.random.uniform, ()) < self.switch_probability
+        columns `left:right`). With `count`, `count` batches' parameters (each `[count]`)."""
+        shape = () if count is None else (count,)
+        mixed = self._draw(keras.random.uniform, shape) < self.probability
+        switch = self._draw(keras.random.uniform, shape) < self.switch_probability
         if self.mixup > 0 and self.cutmix > 0:
             use_cutmix = switch
         else:
-            use_cutmix = ops.convert_to_tensor(self.cutmix > 0)
-        # Both Betas are drawn (a select, not a branch: one program on every backend).
-        lam_mixup = self._draw(keras.random.beta, (), max(self.mixup, 1e-3), max(self.mixup, 1e-3))
-        lam_cutmix = self._draw(keras.random.beta, (), max(self.cutmix, 1e-3), max(self.cutmix, 1e-3))
-        lam = ops.where(use_cutmix, lam_cutmix, lam_mixup)
+            use_cutmix = ops.full(shape, self.cutmix > 0)
+        # Both lambdas are drawn (a select, not a branch: one program on every backend).
+        lam = ops.where(use_cutmix, self._beta(self.cutmix, shape), self._beta(self.mixup, shape))
         ratio = ops.sqrt(1.0 - lam)
         cut_h, cut_w = ops.floor(height * ratio), ops.floor(width * ratio)
-        cy = image_ops.uniform_int(self._draw(keras.random.uniform, ()), 0.0, height - 1.0)
-        cx = image_ops.uniform_int(self._draw(keras.random.uniform, ()), 0.0, width - 1.0)
+        cy = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, height - 1.0)
+        cx = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, width - 1.0)
         top = ops.clip(cy - ops.floor(cut_h / 2), 0.0, height)
         bottom = ops.clip(cy + ops.floor((cut_h + 1) / 2), 0.0, height)
         left = ops.clip(cx - ops.floor(cut_w / 2), 0.0, width)
         right = ops.clip(cx + ops.floor((cut_w + 1) / 2), 0.0, width)
         return {"mixed": mixed, "use_cutmix": use_cutmix, "lam": lam, "top": top, "bottom": bottom, "left": left,
                 "right": right}
+
+    def _beta(self, alpha, shape):
+        """Beta(alpha, alpha) of `shape`, as the ratio of two Gamma(alpha) draws.
+
+        Not `keras.random.beta`: TensorFlow's gamma sampler has no XLA kernel, so a step that
+        draws it cannot be compiled there (the augmentation is compiled by XLA on TensorFlow).
+        Each Gamma is Marsaglia and Tsang's method with `CANDIDATES` candidates at once, the
+        first accepted one kept (each is accepted with probability above 0.95 for shape >= 1,
+        so all are rejected with probability below 1e-20), and for alpha < 1 the boost
+        `Gamma(alpha + 1) * U ** (1 / alpha)`. An alpha of 0 (the mixer is off) gives 1."""
+        if alpha == 0:
+            return ops.ones(shape)
+        return_shape = shape
+        boosted = alpha < 1
+        a = alpha + 1.0 if boosted else alpha
+        d = a - 1.0 / 3.0
+        c = 1.0 / math.sqrt(9.0 * d)
+
+        def gamma():
+            normal = self._draw(keras.random.normal, (*shape, CANDIDATES))
+            uniform = self._draw(keras.random.uniform, (*shape, CANDIDATES))
+            v = (1.0 + c * normal) ** 3
+            safe_v = ops.maximum(v, 1e-30)
+            accept = (v > 0) & (ops.log(ops.maximum(uniform, 1e-30))
+                                < 0.5 * normal**2 + d - d * safe_v + d * ops.log(safe_v))
+            first = ops.expand_dims(ops.argmax(ops.cast(accept, "int32"), axis=-1), -1)
+            log_value = math.log(d) + ops.log(ops.squeeze(ops.take_along_axis(safe_v, first, axis=-1), -1))
+            if boosted:  # in logarithms: U ** (1 / alpha) underflows float32 for a small alpha
+                u = self._draw(keras.random.uniform, return_shape)
+                log_value = log_value + ops.log(ops.maximum(u, 1e-37)) / alpha
+            return log_value
+
+        log_x, log_y = gamma(), gamma()
+        return ops.sigmoid(log_x - log_y)  # x / (x + y)
 
     def apply(self, images, labels, params):
         """`(images, labels, lam)` mixed with `params` (from `draw`); `lam` is the labels'
@@ -660,15 +715,37 @@ class Augmentation(keras.layers.Layer):
             images, labels = inputs, None
         images = ops.cast(images, "float32")
         if training:
-            for layer in (self.crop_flip, self.rand_augment, self.erasing):
-                if layer is not None:
-                    images = layer(images, training=True)
-            if labels is not None and self.mixing is not None:
-                mixed = self.mixing({"images": images, "labels": labels}, training=True)
-                images, labels = mixed["images"], mixed["labels"]
+            augment = self._augment
+            if keras.backend.backend() == "tensorflow":
+                augment = self._xla_on_tensorflow()
+            images, labels = augment(images, labels)
         if isinstance(inputs, dict):
             return {**inputs, "images": images, **({"labels": labels} if labels is not None else {})}
         return images
+
+    def _augment(self, images, labels=None):
+        for layer in (self.crop_flip, self.rand_augment, self.erasing):
+            if layer is not None:
+                images = layer(images, training=True)
+        if labels is not None and self.mixing is not None:
+            mixed = self.mixing({"images": images, "labels": labels}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
+
+    def _xla_on_tensorflow(self):
+        """`_augment` compiled by XLA inside a TensorFlow graph.
+
+        Keras runs the TensorFlow step without XLA on a machine without an accelerator; the
+        augmentation's few hundred small operations then cost 234 ms a batch of 128 images of
+        32x32 on 2 busy cores, and 52 ms as one XLA cluster (docs/benchmarks.md). Executed
+        eagerly (a direct call) it runs op by op, with nothing to compile."""
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return self._augment
+        if getattr(self, "_xla_augment", None) is None:
+            self._xla_augment = tf.function(self._augment, jit_compile=True, autograph=False)
+        return self._xla_augment
 
     def compute_output_spec(self, inputs, training=None):
         def spec(x):

@@ -12,7 +12,6 @@ draws are seeded, so a run is reproducible: a false alarm (probability `ALPHA` p
 comparison when the seeds were chosen) would be a fixed failure, not a flaky one.
 """
 
-import contextlib
 import math
 
 import keras
@@ -513,26 +512,6 @@ def test_timm_erasing_fill_is_standard_normal_after_normalisation():
 N_MIXES = 40_000
 
 
-@contextlib.contextmanager
-def widened_scalar_draws(count):
-    """`MixUpCutMix.draw` draws scalars, one batch's parameters per call, and an eager call
-    costs about 30 ms: inside this context every scalar draw of `keras.random.uniform` and
-    `keras.random.beta` is `count` independent draws instead, so that one call of the
-    same code returns `count` batches' parameters."""
-    uniform, beta = keras.random.uniform, keras.random.beta
-
-    def widened(draw):
-        def wide(shape, *args, **kwargs):
-            return draw((count,) if tuple(shape) == () else shape, *args, **kwargs)
-        return wide
-
-    keras.random.uniform, keras.random.beta = widened(uniform), widened(beta)
-    try:
-        yield
-    finally:
-        keras.random.uniform, keras.random.beta = uniform, beta
-
-
 def test_timm_mixup_cutmix_draws_follow_timms():
     """`MixUpCutMix(0.8, 1.0).draw` against timm's `Mixup(mode="batch")._params_per_batch`
     and `cutmix_bbox_and_lam` on a 32x32 batch, 40,000 batches each: the frequency of
@@ -546,8 +525,7 @@ def test_timm_mixup_cutmix_draws_follow_timms():
     the corrected one, D = 0.34: 1.0 (distances simulated with 2,000,000 draws); CutMix
     at 0.45 instead of 0.5: 1.0."""
     layer = MixUpCutMix(mixup=0.8, cutmix=1.0, seed=13)
-    with widened_scalar_draws(N_MIXES):
-        params = {k: to_numpy(v) for k, v in layer.draw(SIZE, SIZE).items()}
+    params = {k: to_numpy(v) for k, v in layer.draw(SIZE, SIZE, count=N_MIXES).items()}
     timm = timm_reference.record_mixup(N_MIXES, seed=14, height=SIZE, width=SIZE)
     assert params["mixed"].all()
     cut, timm_cut = params["use_cutmix"].astype(bool), timm["use_cutmix"].astype(bool)
