@@ -1,7 +1,8 @@
 """Tables of the recipe's measurement and of the initialisation check, from the committed CSVs
 (docs/results/recipe/ and docs/results/converged/), as markdown on standard output.
 
-    python scripts/recipe_report.py
+    python scripts/recipe_report.py            # print
+    python scripts/recipe_report.py --write    # also rewrite the marked tables of docs/results.md
 
 Test top-1 of the last model (`final_top1`, %) per seed; a cell whose seeds have not all landed
 shows what has, and `-` for the rest.
@@ -9,7 +10,9 @@ shows what has, and `-` for the rest.
 
 import csv
 import os
+import re
 import statistics
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "docs", "results", "recipe")
@@ -73,7 +76,23 @@ def initialisation_table():
     return "\n".join(lines)
 
 
+def write(file=os.path.join(ROOT, "docs", "results.md")):
+    """Rewrite the tables between `<!-- recipe-table -->` and `<!-- init-table -->` markers."""
+    with open(file) as f:
+        text = f.read()
+    for name, table in (("recipe-table", recipe_table()), ("init-table", initialisation_table())):
+        pattern = re.compile(rf"(<!-- {name} -->\n).*?(\n<!-- /{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{file} has no <!-- {name} --> ... <!-- /{name} --> region")
+        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+    with open(file + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(file + ".tmp", file)
+
+
 if __name__ == "__main__":
+    if "--write" in sys.argv[1:]:
+        write()
     print("Reduced Swin and ViT, Fashion-MNIST 5%, lambda 0, test top-1 (%) of the last model:\n")
     print(recipe_table())
     print("\nReduced Swin, Fashion-MNIST 1%, lambda 0, no augmentation, test top-1 (%):\n")
