@@ -79,8 +79,10 @@ def _channels(name, value, allowed):
     return values
 
 
-class _Draws:
-    """Draws of a layer's own generator (`self.generator`), per data-parallel replica.
+class _RandomLayer(keras.layers.Layer):
+    """What the augmentation's random layers share: float32 under any dtype policy, a `seed`
+    and its own `drloc_keras.streams.Stream` (`self.generator`), and draws per data-parallel
+    replica (`_draw`).
 
     Under a multi-replica `tf.distribute` strategy every replica runs the step with the same
     generator state: a draw of shape `[B, ...]` would give replica 1's image `i` the
@@ -90,15 +92,41 @@ class _Draws:
     process of the authors' distributed timm training draws its own). One replica elsewhere.
     """
 
+    def __init__(self, seed=None, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.seed = _seed(seed)
+        self.generator = streams.Stream(seed, name=f"{self.name}_generator")
+
     def _draw(self, function, shape, *args):
         replica, replicas = replica_context()
         if replicas == 1:
             return function(shape, *args, seed=self.generator)
         return ops.take(function((replicas, *shape), *args, seed=self.generator), replica, axis=0)
 
+    def get_config(self):
+        config = super().get_config()
+        config.pop("dtype", None)
+        config["seed"] = self.seed
+        return config
+
+
+class _ImageLayer(_RandomLayer):
+    """A per-image layer: `call` is `apply(images, draw(batch, height, width))` in training and
+    a cast to float32 outside it."""
+
+    def call(self, images, training=True):
+        images = ops.cast(images, "float32")
+        if not training:
+            return images
+        return self.apply(images, self.draw(ops.shape(images)[0], images.shape[1], images.shape[2]))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
 
 @keras.saving.register_keras_serializable(package="drloc")
-class RandAugment(_Draws, keras.layers.Layer):
+class RandAugment(_ImageLayer):
     """timm's RandAugment (`rand_augment_transform`, increasing operations), per image.
 
     Every image gets `num_ops` operations, each drawn uniformly (with replacement) from
@@ -138,22 +166,21 @@ class RandAugment(_Draws, keras.layers.Layer):
         if interpolation not in image_ops.INTERPOLATIONS:
             raise ValueError(f"`interpolation` must be one of {image_ops.INTERPOLATIONS}. "
                              f"Found interpolation={interpolation!r}")
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.num_ops, self.magnitude, self.magnitude_std = num_ops, magnitude, float(magnitude_std)
         self.probability, self.magnitude_max, self.translate_fraction = probability, magnitude_max, translate_fraction
         self.fill = _channels("fill", fill, "a number or one number per channel, 0-255")
-        self.interpolation, self.seed = interpolation, _seed(seed)
-        self.generator = streams.Stream(seed, name="randaugment")
+        self.interpolation = interpolation
 
     @classmethod
     def from_policy(cls, policy=RANDAUGMENT_POLICY, **kwargs):
         """The layer of a timm string such as `rand-m9-mstd0.5-inc1` (`parse_randaugment`)."""
         return cls(**parse_randaugment(policy), **kwargs)
 
-    def draw(self, batch_size):
+    def draw(self, batch_size, height=None, width=None):
         """The random parameters of a batch: `operation` (int32), `applied` (bool),
-        `magnitude` (float) and `negate` (bool), each `[batch_size, num_ops]`."""
+        `magnitude` (float) and `negate` (bool), each `[batch_size, num_ops]` (the image's
+        size does not enter)."""
         shape = (batch_size, self.num_ops)
         count = len(RAND_INCREASING_OPERATIONS)
         operation = ops.cast(ops.minimum(ops.floor(self._draw(keras.random.uniform, shape) * count),
@@ -255,27 +282,17 @@ class RandAugment(_Draws, keras.layers.Layer):
             images = ops.where(ops.reshape(params["applied"][:, i], (-1, 1, 1, 1)), done, images)
         return images
 
-    def call(self, images, training=True):
-        images = ops.cast(images, "float32")
-        if not training:
-            return images
-        return self.apply(images, self.draw(ops.shape(images)[0]))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(num_ops=self.num_ops, magnitude=self.magnitude, magnitude_std=self.magnitude_std,
                       probability=self.probability, magnitude_max=self.magnitude_max,
                       translate_fraction=self.translate_fraction, fill=self.fill,
-                      interpolation=self.interpolation, seed=self.seed)
-        config.pop("dtype", None)
+                      interpolation=self.interpolation)
         return config
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class CropFlip(_Draws, keras.layers.Layer):
+class CropFlip(_ImageLayer):
     """A random crop and a random horizontal flip, per image, in one resampling.
 
     - `crop="resized"`: timm's `RandomResizedCropAndInterpolation` (torchvision's
@@ -310,12 +327,10 @@ class CropFlip(_Draws, keras.layers.Layer):
         if interpolation not in image_ops.INTERPOLATIONS:
             raise ValueError(f"`interpolation` must be one of {image_ops.INTERPOLATIONS}. "
                              f"Found interpolation={interpolation!r}")
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.crop, self.flip, self.padding = crop, flip, padding
         self.scale, self.ratio = tuple(float(v) for v in scale), tuple(float(v) for v in ratio)
-        self.interpolation, self.seed = interpolation, _seed(seed)
-        self.generator = streams.Stream(seed, name="crop_flip")
+        self.interpolation = interpolation
 
     def draw(self, batch_size, height, width):
         """The random parameters of a batch, each `[batch_size]` float: `top`, `left`,
@@ -394,30 +409,20 @@ class CropFlip(_Draws, keras.layers.Layer):
             out = image_ops.sample(across, centres, top + y * h / height, self.interpolation, 0.0, cubic_a=-0.5,
                                    box=(top, zero, top + h, cols))
             return ops.floor(ops.clip(out, 0.0, 255.0) + 0.5)
-        xin, yin = x + left - self.padding, y + top - self.padding  # whole-pixel shifts: exact
-        if self.crop is None:
-            xin, yin = x, y
-        return image_ops.sample(images, xin, yin, "nearest", 0.0)
-
-    def call(self, images, training=True):
-        images = ops.cast(images, "float32")
-        if not training:
-            return images
-        return self.apply(images, self.draw(ops.shape(images)[0], images.shape[1], images.shape[2]))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+        if self.crop is None:  # a flip alone moves no pixel off the grid
+            return ops.where(ops.reshape(params["flip"], (-1, 1, 1, 1)), ops.flip(images, axis=2), images)
+        # Whole-pixel shifts: nearest sampling is exact.
+        return image_ops.sample(images, x + left - self.padding, y + top - self.padding, "nearest", 0.0)
 
     def get_config(self):
         config = super().get_config()
         config.update(crop=self.crop, flip=self.flip, padding=self.padding, scale=list(self.scale),
-                      ratio=list(self.ratio), interpolation=self.interpolation, seed=self.seed)
-        config.pop("dtype", None)
+                      ratio=list(self.ratio), interpolation=self.interpolation)
         return config
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class RandomErasing(_Draws, keras.layers.Layer):
+class RandomErasing(_ImageLayer):
     """timm's `RandomErasing` in `pixel` mode (one box), per image.
 
     With probability `probability` an image gets one box: ten tries of an area fraction
@@ -440,13 +445,10 @@ class RandomErasing(_Draws, keras.layers.Layer):
         min_area = _number("min_area", min_area, 0, 1, low_open=True, allowed="a number in (0, 1]")
         max_area = _number("max_area", max_area, min_area, 1, allowed=f"a number in [min_area={min_area:g}, 1]")
         min_aspect = _number("min_aspect", min_aspect, 0, low_open=True, allowed="a number > 0")
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.probability, self.min_area, self.max_area, self.min_aspect = probability, min_area, max_area, min_aspect
         self.mean = _channels("mean", mean, "a number or one number per channel")
         self.std = _channels("std", std, "a number or one number per channel")
-        self.seed = _seed(seed)
-        self.generator = streams.Stream(seed, name="random_erasing")
 
     def draw(self, batch_size, height, width):
         """`erase` (bool) and the box `top`, `left`, `height`, `width` (float), each `[batch_size]`."""
@@ -494,25 +496,15 @@ class RandomErasing(_Draws, keras.layers.Layer):
                 + ops.reshape(ops.convert_to_tensor(self.std, "float32"), (1, 1, 1, -1)) * noise)
         return ops.where(box, fill, images)
 
-    def call(self, images, training=True):
-        images = ops.cast(images, "float32")
-        if not training or self.probability == 0:
-            return images
-        return self.apply(images, self.draw(ops.shape(images)[0], images.shape[1], images.shape[2]))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(probability=self.probability, min_area=self.min_area, max_area=self.max_area,
-                      min_aspect=self.min_aspect, mean=self.mean, std=self.std, seed=self.seed)
-        config.pop("dtype", None)
+                      min_aspect=self.min_aspect, mean=self.mean, std=self.std)
         return config
 
 
 @keras.saving.register_keras_serializable(package="drloc")
-class MixUpCutMix(_Draws, keras.layers.Layer):
+class MixUpCutMix(_RandomLayer):
     """timm's `Mixup` in `batch` mode: one lambda for the whole batch.
 
     With probability `probability` the batch is mixed: CutMix with probability
@@ -537,11 +529,9 @@ class MixUpCutMix(_Draws, keras.layers.Layer):
         cutmix = _number("cutmix", cutmix, 0, allowed="a number >= 0 (CutMix's alpha; 0 turns it off)")
         switch_probability = _number("switch_probability", switch_probability, 0, 1, allowed="a probability in [0, 1]")
         probability = _number("probability", probability, 0, 1, allowed="a probability in [0, 1]")
-        kwargs["dtype"] = "float32"
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.mixup, self.cutmix = mixup, cutmix
-        self.switch_probability, self.probability, self.seed = switch_probability, probability, _seed(seed)
-        self.generator = streams.Stream(seed, name="mixup_cutmix")
+        self.switch_probability, self.probability = switch_probability, probability
 
     def draw(self, height, width, count=None):
         """The batch's parameters (scalars): `mixed` (bool), `use_cutmix` (bool), `lam` (the
@@ -578,7 +568,6 @@ class MixUpCutMix(_Draws, keras.layers.Layer):
         `Gamma(alpha + 1) * U ** (1 / alpha)`. An alpha of 0 (the mixer is off) gives 1."""
         if alpha == 0:
             return ops.ones(shape)
-        return_shape = shape
         boosted = alpha < 1
         a = alpha + 1.0 if boosted else alpha
         d = a - 1.0 / 3.0
@@ -594,7 +583,7 @@ class MixUpCutMix(_Draws, keras.layers.Layer):
             first = ops.expand_dims(ops.argmax(ops.cast(accept, "int32"), axis=-1), -1)
             log_value = math.log(d) + ops.log(ops.squeeze(ops.take_along_axis(safe_v, first, axis=-1), -1))
             if boosted:  # in logarithms: U ** (1 / alpha) underflows float32 for a small alpha
-                u = self._draw(keras.random.uniform, return_shape)
+                u = self._draw(keras.random.uniform, shape)
                 log_value = log_value + ops.log(ops.maximum(u, 1e-37)) / alpha
             return log_value
 
@@ -639,8 +628,7 @@ class MixUpCutMix(_Draws, keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(mixup=self.mixup, cutmix=self.cutmix, switch_probability=self.switch_probability,
-                      probability=self.probability, seed=self.seed)
-        config.pop("dtype", None)
+                      probability=self.probability)
         return config
 
 

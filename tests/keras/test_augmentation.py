@@ -177,3 +177,12 @@ def test_mixed_labels_are_the_targets_of_the_loss():
     want = -(to_numpy(out["labels"]) * log_p).sum(axis=1).mean()
     np.testing.assert_allclose(loss, want, rtol=1e-5)
     assert not np.isclose(want, -(given * log_p).sum(axis=1).mean())
+
+
+def test_a_flip_alone_mirrors_exactly_the_images_drawn():
+    x = _uint8(n=16).astype("float32")
+    layer = CropFlip(crop=None, seed=4)
+    params = layer.draw(16, 12, 12)
+    out, flip = to_numpy(layer.apply(x, params)), to_numpy(params["flip"])
+    assert 0 < flip.sum() < 16
+    np.testing.assert_array_equal(out, np.where(flip[:, None, None, None], x[:, :, ::-1], x))
