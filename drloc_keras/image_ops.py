@@ -5,7 +5,10 @@ a time. The functions here compute the same operations on a whole batch at once,
 with its own parameters, so that they compile into the training step on every backend. They
 take float images `[B, H, W, C]` holding 0-255 values and return the values Pillow returns
 (integers, rounded as Pillow rounds them): a later operation then sees what it would see in
-timm. Where Pillow's result is an integer computed in float64, the float32 arithmetic here can
+timm. An operation that maps each value of a channel to a value (autocontrast, equalize,
+posterize, ...) is a table per image and channel, `[B, C, 256]`, read by `lookup` (Pillow's
+`Image.point`); the tables that need the image's statistics are built here (`equalize_table`,
+`autocontrast_table`), the others by `drloc_keras.augmentation.RandAugment`. Where Pillow's result is an integer computed in float64, the float32 arithmetic here can
 land one grey level off on a few pixels; `tests/keras/test_timm_augmentation.py` states the
 tolerance of each operation against Pillow.
 
@@ -163,17 +166,6 @@ def color(images, factor):
     return blend(ops.broadcast_to(grayscale(images), ops.shape(images)), images, factor)
 
 
-def contrast(images, factor):
-    """`ImageEnhance.Contrast(img).enhance(factor)`: towards the image's mean grey level."""
-    mean = ops.floor(ops.mean(grayscale(images), axis=(1, 2, 3), keepdims=True) + 0.5)
-    return blend(ops.broadcast_to(mean, ops.shape(images)), images, factor)
-
-
-def brightness(images, factor):
-    """`ImageEnhance.Brightness(img).enhance(factor)`: towards black."""
-    return blend(ops.zeros_like(images), images, factor)
-
-
 def smooth(images):
     """Pillow's `ImageFilter.SMOOTH` (3x3 kernel, 5 in the middle, 1 around, divided by 13),
     rounded; the one-pixel frame keeps its values, as in Pillow."""
@@ -197,40 +189,6 @@ def smooth(images):
 def sharpness(images, factor):
     """`ImageEnhance.Sharpness(img).enhance(factor)`: towards (0) or away from `smooth`."""
     return blend(smooth(images), images, factor)
-
-
-def invert(images):
-    """`ImageOps.invert`."""
-    return 255.0 - images
-
-
-def posterize(images, bits):
-    """`ImageOps.posterize(img, bits)`: keep the `bits` `[B]` high bits (0 gives black)."""
-    step = ops.reshape(ops.power(2.0, 8.0 - ops.cast(bits, "float32")), (-1, 1, 1, 1))
-    return ops.floor(images / step) * step
-
-
-def solarize(images, threshold):
-    """`ImageOps.solarize(img, threshold)`: invert the values at or above `threshold` `[B]`."""
-    threshold = ops.reshape(ops.cast(threshold, images.dtype), (-1, 1, 1, 1))
-    return ops.where(images < threshold, images, 255.0 - images)
-
-
-def solarize_add(images, add, threshold=128.0):
-    """timm's `solarize_add`: add `add` `[B]` to the values below `threshold`, at most 255."""
-    add = ops.reshape(ops.cast(add, images.dtype), (-1, 1, 1, 1))
-    return ops.where(images < threshold, ops.minimum(images + add, 255.0), images)
-
-
-def autocontrast(images):
-    """`ImageOps.autocontrast(img)`: each channel's [min, max] stretched to [0, 255]
-    (a constant channel is left as it is)."""
-    low = ops.min(images, axis=(1, 2), keepdims=True)
-    high = ops.max(images, axis=(1, 2), keepdims=True)
-    flat = high <= low
-    scale = 255.0 / ops.where(flat, 1.0, high - low)
-    stretched = ops.clip(ops.trunc(images * scale - low * scale), 0.0, 255.0)
-    return ops.where(flat, images, stretched)
 
 
 def lookup(images, table):
@@ -269,11 +227,6 @@ def equalize_table(images):
     table = ops.floor((ops.floor(step / 2.0) + before) / ops.maximum(step, 1.0))
     keep = (step <= 0) | (ops.sum(ops.cast(present, "float32"), axis=-1, keepdims=True) <= 1)
     return ops.where(keep, levels, ops.minimum(table, 255.0))
-
-
-def equalize(images):
-    """`ImageOps.equalize(img)`, per image and channel (`equalize_table`)."""
-    return lookup(images, ops.cast(equalize_table(images), images.dtype))
 
 
 def autocontrast_table(images):

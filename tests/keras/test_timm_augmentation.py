@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import stats
 
-from drloc_keras import image_ops
 from drloc_keras.augmentation import (RAND_INCREASING_OPERATIONS, RANDAUGMENT_POLICY, CropFlip, MixUpCutMix,
                                       RandAugment, RandomErasing)
 from tests import stats as chi2_stats
@@ -330,8 +329,12 @@ def test_timm_posterize_to_no_bits_is_black():
     above compares magnitude 10 with black; bits 1-4 with Pillow)."""
     assert timm_reference.level_args("PosterizeIncreasing", 10.0, False) == (0,)
     images = smooth_images()
-    bits = keras.ops.zeros((len(images),))
-    np.testing.assert_array_equal(to_numpy(image_ops.posterize(keras.ops.convert_to_tensor(images), bits)), 0.0)
+    n = len(images)
+    posterize = np.full((n,), RAND_INCREASING_OPERATIONS.index("PosterizeIncreasing"), "int32")
+    tensor = keras.ops.convert_to_tensor
+    out = RandAugment().apply_operation(tensor(images), tensor(posterize), tensor(np.full((n,), 10.0, "float32")),
+                                        tensor(np.zeros((n,), bool)))
+    np.testing.assert_array_equal(to_numpy(out), 0.0)
     try:
         want = np.asarray(timm_reference.load("auto_augment").posterize(pil(images[0]), 0), np.float32)
     except ValueError:  # Pillow 13 and later
