@@ -632,6 +632,22 @@ class MixUpCutMix(_RandomLayer):
         return config
 
 
+def _whole(images):
+    """`images`, computed in full before any later operation reads them.
+
+    XLA (the step on JAX; the augmentation's cluster on TensorFlow) fuses a layer's last
+    operations into the operations that read its output. A reader that takes two elements of
+    each image, as MixUp and CutMix do (the image and its partner in the flipped batch), then
+    computes the whole previous layer twice: RandAugment followed by a mix took twice
+    RandAugment's time. A branch boundary stops the fusion; the condition (the first value
+    equals itself) holds for every number, and its other branch (taken only for a NaN) gives
+    the same images. PyTorch runs the step without XLA: nothing to stop there."""
+    if keras.backend.backend() == "torch":
+        return images
+    first = ops.reshape(images, (-1,))[0]
+    return ops.cond(first == first, lambda: images, lambda: images + 0.0)
+
+
 @keras.saving.register_keras_serializable(package="drloc")
 class Augmentation(keras.layers.Layer):
     """The authors' training augmentation inside the model's step (see the module docstring).
@@ -714,7 +730,7 @@ class Augmentation(keras.layers.Layer):
     def _augment(self, images, labels=None):
         for layer in (self.crop_flip, self.rand_augment, self.erasing):
             if layer is not None:
-                images = layer(images, training=True)
+                images = _whole(layer(images, training=True))
         if labels is not None and self.mixing is not None:
             mixed = self.mixing({"images": images, "labels": labels}, training=True)
             images, labels = mixed["images"], mixed["labels"]
@@ -723,10 +739,10 @@ class Augmentation(keras.layers.Layer):
     def _xla_on_tensorflow(self):
         """`_augment` compiled by XLA inside a TensorFlow graph.
 
-        Keras runs the TensorFlow step without XLA on a machine without an accelerator; the
-        augmentation's few hundred small operations then cost 234 ms a batch of 128 images of
-        32x32 on 2 busy cores, and 52 ms as one XLA cluster (docs/benchmarks.md). Executed
-        eagerly (a direct call) it runs op by op, with nothing to compile."""
+        Keras runs the TensorFlow step without XLA on a machine without an accelerator, where
+        the augmentation's few hundred small operations run one by one (56 ms a batch of 128
+        images of 32x32 on 2 cores, against about 24 ms as one XLA cluster; docs/benchmarks.md).
+        Executed eagerly (a direct call) it runs op by op, with nothing to compile."""
         import tensorflow as tf
 
         if tf.executing_eagerly():

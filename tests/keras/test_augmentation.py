@@ -8,7 +8,7 @@ import pytest
 
 from drloc_keras import DRLocModel, streams
 from drloc_keras.augmentation import (RAND_INCREASING_OPERATIONS, Augmentation, CropFlip, MixUpCutMix, RandAugment,
-                                      RandomErasing)
+                                      RandomErasing, _whole)
 from tests.keras.helpers import tiny_backbone, to_numpy
 
 
@@ -119,6 +119,16 @@ def test_augmentation_is_a_function_of_its_generator_states():
         g.state.assign(state)
     np.testing.assert_array_equal(to_numpy(layer({"images": x, "labels": labels}, training=True)["images"]), first)
     assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("first", [7.0, -0.0, float("nan")])
+def test_the_boundary_between_layers_returns_its_images_unchanged(first):
+    """`_whole` (the branch boundary after each layer that stops XLA fusing a layer into the
+    next) gives back its images, compiled as the step compiles it, whichever branch runs."""
+    x = _uint8(n=4, size=6).astype("float32")
+    x[0, 0, 0, 0] = first
+    got = to_numpy(_compiled(_whole)(keras.ops.convert_to_tensor(x)))
+    np.testing.assert_array_equal(got, x)
 
 
 @pytest.mark.parametrize("name,value,allowed", [
