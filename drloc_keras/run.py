@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from drloc_keras import data as datasets
-from drloc_keras import distribute, pipeline, recipe, run_folder
+from drloc_keras import compilation_cache, distribute, pipeline, recipe, run_folder
 from drloc_keras.options import (
     EVAL_FLAGS,
     MIXED_PRECISION,
@@ -198,6 +198,8 @@ class Run:
                 self.out.write_json(CONFIG, _config(self.args))
             elif self.args.resume and self.args.epochs != self._saved_epochs:
                 self.out.write_json(CONFIG, _config(self.args))
+            # Before anything compiles: a later run with the same step loads it from disk.
+            self.compilation_cache = compilation_cache.enable()
             keras.utils.set_random_seed(self.args.seed)
             if MIXED_PRECISION[self.args.mixed_precision]:
                 keras.config.set_dtype_policy(MIXED_PRECISION[self.args.mixed_precision])

@@ -20,6 +20,10 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The training program turns JAX's persistent compilation cache on by default, in the user's
+# cache folder: tests leave it off (and the user's folder alone) unless a test sets it.
+os.environ.setdefault("DRLOC_COMPILATION_CACHE", "off")
+
 
 # The largest Keras-vs-reference differences (tests.keras.helpers.record_difference) are
 # printed at the end of the run. Under pytest-xdist every worker process keeps its own, so
