@@ -104,6 +104,22 @@ class _RandomLayer(keras.layers.Layer):
             return function(shape, *args, seed=self.generator)
         return ops.take(function((replicas, *shape), *args, seed=self.generator), replica, axis=0)
 
+    def _uniforms(self, shape, columns):
+        """Every uniform in [0, 1) one `draw` needs, from one call of the generator:
+        `[*shape, columns]`, each column (or group of columns) one quantity.
+
+        Each call of a generator compiles its own random-number program: one call per layer
+        instead of one per quantity took a fifth of the augmentation's compile time off
+        (docs/benchmarks.md)."""
+        return self._draw(keras.random.uniform, (*shape, columns))
+
+
+def _normal(uniform, mean=0.0, std=1.0):
+    """N(mean, std) values from uniforms in [0, 1) (the inverse of the normal CDF; the
+    uniforms' 24 bits keep the values within 5.3 standard deviations)."""
+    u = ops.clip(uniform, 2.0**-25, 1.0 - 2.0**-24)
+    return mean + std * math.sqrt(2.0) * ops.erfinv(2.0 * u - 1.0)
+
     def get_config(self):
         config = super().get_config()
         config.pop("dtype", None)
@@ -183,17 +199,17 @@ class RandAugment(_ImageLayer):
         size does not enter)."""
         shape = (batch_size, self.num_ops)
         count = len(RAND_INCREASING_OPERATIONS)
-        operation = ops.cast(ops.minimum(ops.floor(self._draw(keras.random.uniform, shape) * count),
-                                         count - 1), "int32")
-        applied = self._draw(keras.random.uniform, shape) <= self.probability
+        u = self._uniforms(shape, 4)
+        operation = ops.cast(ops.minimum(ops.floor(u[..., 0] * count), count - 1), "int32")
+        applied = u[..., 1] <= self.probability
         if self.magnitude_std == math.inf:
-            magnitude = self._draw(keras.random.uniform, shape, 0.0, self.magnitude)
+            magnitude = u[..., 2] * self.magnitude
         elif self.magnitude_std > 0:
-            magnitude = self._draw(keras.random.normal, shape, self.magnitude, self.magnitude_std)
+            magnitude = _normal(u[..., 2], self.magnitude, self.magnitude_std)
         else:
             magnitude = ops.full(shape, self.magnitude)
         magnitude = ops.clip(magnitude, 0.0, self.magnitude_max)
-        negate = self._draw(keras.random.uniform, shape) > 0.5  # timm's `_randomly_negate`
+        negate = u[..., 3] > 0.5  # timm's `_randomly_negate`
         return {"operation": operation, "applied": applied, "magnitude": magnitude, "negate": negate}
 
     def arguments(self, magnitude, negate, height, width):
@@ -311,6 +327,8 @@ class CropFlip(_ImageLayer):
         seed: int or None.
     """
 
+    TRIES = 10  # torchvision's tries of a resized crop's box before its fallback
+
     def __init__(self, crop="padded", flip=0.5, padding=4, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                  interpolation="bicubic", seed=None, **kwargs):
         if crop is not None and crop not in CROPS:
@@ -337,31 +355,35 @@ class CropFlip(_ImageLayer):
         `height`, `width` of the crop (in pixels; for `padded`, of the padded image's
         window, `top` and `left` in `[0, 2 * padding]`) and `flip` (bool)."""
         shape = (batch_size,)
+        tries = self.TRIES if self.crop == "resized" else 1
+        u = self._uniforms(shape, 1 + 4 * tries)  # the flip, then four groups of `tries`
         if self.crop == "resized":
-            top, left, h, w = self._resized_box(batch_size, height, width)
+            top, left, h, w = self._resized_box(u[:, 1:], height, width)
         elif self.crop == "padded":
             span = 2.0 * self.padding
-            top = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, span)
-            left = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, span)
+            top = image_ops.uniform_int(u[:, 1], 0.0, span)
+            left = image_ops.uniform_int(u[:, 2], 0.0, span)
             h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
         else:
             top, left = ops.zeros(shape), ops.zeros(shape)
             h, w = ops.full(shape, float(height)), ops.full(shape, float(width))
-        flip = self._draw(keras.random.uniform, shape) < self.flip
+        flip = u[:, 0] < self.flip
         return {"top": top, "left": left, "height": h, "width": w, "flip": flip}
 
-    def _resized_box(self, batch_size, height, width):
-        tries = 10
+    def _resized_box(self, u, height, width):
+        """The resized crop's box from uniforms `u` `[B, 4 * TRIES]`."""
+        tries = self.TRIES
         area = float(height * width)
-        shape = (batch_size, tries)
-        target = self._draw(keras.random.uniform, shape, self.scale[0], self.scale[1]) * area
-        log_ratio = self._draw(keras.random.uniform, shape, math.log(self.ratio[0]), math.log(self.ratio[1]))
+        low, high = self.scale
+        target = (low + (high - low) * u[:, :tries]) * area
+        log_low, log_high = math.log(self.ratio[0]), math.log(self.ratio[1])
+        log_ratio = log_low + (log_high - log_low) * u[:, tries:2 * tries]
         aspect = ops.exp(log_ratio)
         w = ops.round(ops.sqrt(target * aspect))  # Python's round: half to even, as ops.round
         h = ops.round(ops.sqrt(target / aspect))
         fits = (w <= width) & (h <= height)
-        u_top = self._draw(keras.random.uniform, shape)
-        u_left = self._draw(keras.random.uniform, shape)
+        u_top = u[:, 2 * tries:3 * tries]
+        u_left = u[:, 3 * tries:4 * tries]
         top = image_ops.uniform_int(u_top, 0.0, height - h)
         left = image_ops.uniform_int(u_left, 0.0, width - w)
         # The first try that fits; its index is the first True.
@@ -453,24 +475,26 @@ class RandomErasing(_ImageLayer):
     def draw(self, batch_size, height, width):
         """`erase` (bool) and the box `top`, `left`, `height`, `width` (float), each `[batch_size]`."""
         tries = 10
-        shape = (batch_size, tries)
-        erase = self._draw(keras.random.uniform, (batch_size,)) <= self.probability
+        u = self._uniforms((batch_size,), 2 + 4 * tries)  # erase, the noise's key, four groups of `tries`
+        erase = u[:, 0] <= self.probability
         area = float(height * width)
-        target = self._draw(keras.random.uniform, shape, self.min_area, self.max_area) * area
+        target = (self.min_area + (self.max_area - self.min_area) * u[:, 2:2 + tries]) * area
         log_low = math.log(self.min_aspect)
-        aspect = ops.exp(self._draw(keras.random.uniform, shape, log_low, -log_low))
+        aspect = ops.exp(log_low + (-2.0 * log_low) * u[:, 2 + tries:2 + 2 * tries])
         h = ops.round(ops.sqrt(target * aspect))
         w = ops.round(ops.sqrt(target / aspect))
         fits = (w < width) & (h < height)
-        top = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, height - h)
-        left = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, width - w)
+        top = image_ops.uniform_int(u[:, 2 + 2 * tries:2 + 3 * tries], 0.0, height - h)
+        left = image_ops.uniform_int(u[:, 2 + 3 * tries:2 + 4 * tries], 0.0, width - w)
         index = ops.expand_dims(ops.argmax(ops.cast(fits, "int32"), axis=1), 1)
 
         def first(values):
             return ops.squeeze(ops.take_along_axis(values, index, axis=1), 1)
 
+        # The noise's key: 24 bits of the first image's uniform (image_ops.hashed_normal).
+        key = ops.cast(ops.floor(u[0, 1] * float(1 << 24)), "int32")
         return {"erase": erase & ops.any(fits, axis=1), "top": first(top), "left": first(left),
-                "height": first(h), "width": first(w)}
+                "height": first(h), "width": first(w), "key": key}
 
     def apply(self, images, params):
         """`images` with the boxes of `params` (from `draw`) filled with the noise
@@ -479,7 +503,7 @@ class RandomErasing(_ImageLayer):
         height, width = images.shape[1], images.shape[2]
         noise = params.get("noise")
         if noise is None:  # a hash of a drawn key: XLA's CPU generator is slow (image_ops.hashed_normal)
-            key = self._draw(keras.random.randint, (), 0, 2**31 - 1)
+            key = params["key"]
             noise = image_ops.hashed_normal((images.shape[0] or ops.shape(images)[0], height, width,
                                              images.shape[3]), key)
         rows = ops.reshape(ops.arange(height, dtype="float32"), (1, height, 1, 1))
@@ -538,18 +562,21 @@ class MixUpCutMix(_RandomLayer):
         drawn lambda) and the CutMix box `top`, `bottom`, `left`, `right` (rows `top:bottom`,
         columns `left:right`). With `count`, `count` batches' parameters (each `[count]`)."""
         shape = () if count is None else (count,)
-        mixed = self._draw(keras.random.uniform, shape) < self.probability
-        switch = self._draw(keras.random.uniform, shape) < self.switch_probability
+        per_beta = 2 * (2 * CANDIDATES + 1)  # two Gamma draws
+        u = self._uniforms(shape, 4 + 2 * per_beta)
+        mixed = u[..., 0] < self.probability
+        switch = u[..., 1] < self.switch_probability
         if self.mixup > 0 and self.cutmix > 0:
             use_cutmix = switch
         else:
             use_cutmix = ops.full(shape, self.cutmix > 0)
         # Both lambdas are drawn (a select, not a branch: one program on every backend).
-        lam = ops.where(use_cutmix, self._beta(self.cutmix, shape), self._beta(self.mixup, shape))
+        lam = ops.where(use_cutmix, self._beta(self.cutmix, u[..., 4:4 + per_beta]),
+                        self._beta(self.mixup, u[..., 4 + per_beta:]))
         ratio = ops.sqrt(1.0 - lam)
         cut_h, cut_w = ops.floor(height * ratio), ops.floor(width * ratio)
-        cy = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, height - 1.0)
-        cx = image_ops.uniform_int(self._draw(keras.random.uniform, shape), 0.0, width - 1.0)
+        cy = image_ops.uniform_int(u[..., 2], 0.0, height - 1.0)
+        cx = image_ops.uniform_int(u[..., 3], 0.0, width - 1.0)
         top = ops.clip(cy - ops.floor(cut_h / 2), 0.0, height)
         bottom = ops.clip(cy + ops.floor((cut_h + 1) / 2), 0.0, height)
         left = ops.clip(cx - ops.floor(cut_w / 2), 0.0, width)
@@ -557,8 +584,9 @@ class MixUpCutMix(_RandomLayer):
         return {"mixed": mixed, "use_cutmix": use_cutmix, "lam": lam, "top": top, "bottom": bottom, "left": left,
                 "right": right}
 
-    def _beta(self, alpha, shape):
-        """Beta(alpha, alpha) of `shape`, as the ratio of two Gamma(alpha) draws.
+    def _beta(self, alpha, u):
+        """Beta(alpha, alpha) from the uniforms `u` `[..., 2 * (2 * CANDIDATES + 1)]` (one value
+        per leading index), as the ratio of two Gamma(alpha) draws.
 
         Not `keras.random.beta`: TensorFlow's gamma sampler has no XLA kernel, so a step that
         draws it cannot be compiled there (the augmentation is compiled by XLA on TensorFlow).
@@ -567,15 +595,15 @@ class MixUpCutMix(_RandomLayer):
         so all are rejected with probability below 1e-20), and for alpha < 1 the boost
         `Gamma(alpha + 1) * U ** (1 / alpha)`. An alpha of 0 (the mixer is off) gives 1."""
         if alpha == 0:
-            return ops.ones(shape)
+            return ops.ones_like(u[..., 0])
         boosted = alpha < 1
         a = alpha + 1.0 if boosted else alpha
         d = a - 1.0 / 3.0
         c = 1.0 / math.sqrt(9.0 * d)
 
-        def gamma():
-            normal = self._draw(keras.random.normal, (*shape, CANDIDATES))
-            uniform = self._draw(keras.random.uniform, (*shape, CANDIDATES))
+        def gamma(u):
+            normal = _normal(u[..., :CANDIDATES])
+            uniform = u[..., CANDIDATES:2 * CANDIDATES]
             v = (1.0 + c * normal) ** 3
             safe_v = ops.maximum(v, 1e-30)
             accept = (v > 0) & (ops.log(ops.maximum(uniform, 1e-30))
@@ -583,11 +611,11 @@ class MixUpCutMix(_RandomLayer):
             first = ops.expand_dims(ops.argmax(ops.cast(accept, "int32"), axis=-1), -1)
             log_value = math.log(d) + ops.log(ops.squeeze(ops.take_along_axis(safe_v, first, axis=-1), -1))
             if boosted:  # in logarithms: U ** (1 / alpha) underflows float32 for a small alpha
-                u = self._draw(keras.random.uniform, shape)
-                log_value = log_value + ops.log(ops.maximum(u, 1e-37)) / alpha
+                log_value = log_value + ops.log(ops.maximum(u[..., 2 * CANDIDATES], 1e-37)) / alpha
             return log_value
 
-        log_x, log_y = gamma(), gamma()
+        half = 2 * CANDIDATES + 1
+        log_x, log_y = gamma(u[..., :half]), gamma(u[..., half:])
         return ops.sigmoid(log_x - log_y)  # x / (x + y)
 
     def apply(self, images, labels, params):
