@@ -156,6 +156,45 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
+# The training set goes on the accelerator only when it takes at most this share of the
+# device's free memory (the rest is the training step's).
+DEVICE_SHARE = 0.5
+
+
+def device_free_bytes():
+    """Free memory of the accelerator the backend computes on, in bytes, asked of the device;
+    None on a CPU (the arrays are host memory there) or when the device does not say."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform == "cpu":
+                return None
+            stats = device.memory_stats() or {}
+            if "bytes_limit" not in stats:
+                return None
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        if backend == "torch":
+            import torch
+
+            if not torch.cuda.is_available():
+                return None
+            free, _ = torch.cuda.mem_get_info()
+            return int(free)
+    except Exception:  # a device that cannot say: as if it were the host
+        return None
+    return None
+
+
+def fits_on_device(nbytes, free=None):
+    """Whether arrays of `nbytes` go on the accelerator: at most `DEVICE_SHARE` of its free
+    memory (`free`, else asked of the device); always on a CPU."""
+    free = device_free_bytes() if free is None else free
+    return free is None or nbytes <= DEVICE_SHARE * free
+
+
 class ArrayBatches(keras.utils.PyDataset):
     """Batches gathered from in-memory arrays held as tensors of the current backend (on
     the accelerator where there is one): the pipeline of the JAX and PyTorch backends, which
@@ -171,7 +210,9 @@ class ArrayBatches(keras.utils.PyDataset):
 
     Images streamed from disk (`drloc_keras.data.ImageFiles`) are never held whole: each
     batch decodes its images (in the files' threads) on the host and is then handed to the
-    step, which moves it to the device.
+    step, which moves it to the device. In-memory images go on the accelerator only when they
+    take at most `DEVICE_SHARE` of its free memory, asked of the device (`fits_on_device`);
+    else each batch is gathered on the host and moved by the step.
     """
 
     def __init__(self, x, y, num_classes, batch_size, image_size=None, training=False, seed=0,
@@ -188,6 +229,7 @@ class ArrayBatches(keras.utils.PyDataset):
         self.training, self.seed, self.pad_last_batch = training, int(seed), pad_last_batch
         self.padded = -(-len(self.x) // batch_size) * batch_size if pad_last_batch else len(self.x)
         self._device = None
+        self.on_device = None  # decided on the first batch (`_on_device`)
         self.shard = shard
         self.set_epoch(0)
 
@@ -197,6 +239,13 @@ class ArrayBatches(keras.utils.PyDataset):
             onehot = np.eye(self.num_classes, dtype="float32")[self.y]
             self._device = (keras.ops.convert_to_tensor(self.x), keras.ops.convert_to_tensor(onehot))
         return self._device
+
+    def _on_device(self):
+        """Whether the arrays live on the device (decided once: when they fit its free memory)."""
+        if self.on_device is None:
+            nbytes = self.x.nbytes + len(self.y) * self.num_classes * 4
+            self.on_device = fits_on_device(nbytes)
+        return self.on_device
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -216,7 +265,7 @@ class ArrayBatches(keras.utils.PyDataset):
         else:
             index = (np.arange(start, min(stop, self.padded)) % len(self.x)).astype("int32")
         p, k = self.shard
-        if k > 1 or self.streamed:  # this process's slice, from host memory (or disk)
+        if k > 1 or self.streamed or not self._on_device():  # from host memory (or disk)
             share = len(index) // k
             part = index[p * share:(p + 1) * share]
             images = self.x.read(part) if self.streamed else self.x[part]

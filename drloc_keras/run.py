@@ -137,6 +137,16 @@ def load_data(args, statistics=True):
                    distinct, stats, steps)
 
 
+def out_of_memory(error):
+    """Whether `error` is an accelerator's allocator running out of memory (XLA's
+    RESOURCE_EXHAUSTED on JAX, TensorFlow's ResourceExhaustedError, PyTorch's
+    OutOfMemoryError)."""
+    name = type(error).__name__
+    text = str(error)
+    return (name in ("ResourceExhaustedError", "OutOfMemoryError") or "RESOURCE_EXHAUSTED" in text
+            or "out of memory" in text.lower())
+
+
 class _EpochTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -376,6 +386,12 @@ class Run:
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, verbose=args.verbose, shuffle=False)
+        except Exception as e:
+            if not out_of_memory(e):
+                raise
+            raise UsageError(f"the device ran out of memory training batches of {args.batch_size} images "
+                             f"({type(e).__name__}); give a smaller --batch-size (or --mixed-precision bf16). "
+                             f"The finished epochs are kept: --resume continues from them") from None
         except KeyboardInterrupt:
             self.interrupted = True
             try:
