@@ -19,7 +19,11 @@ import time
 import keras
 import numpy as np
 
-from drloc_keras import DRLocModel, backbones
+from drloc_keras import DRLocModel, backbones, compilation_cache
+
+# Steady-state figures do not depend on it; a rerun skips compiling (benchmarks/compile_time.py,
+# which measures compilation, turns it off in its own processes).
+compilation_cache.enable()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

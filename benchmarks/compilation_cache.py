@@ -38,6 +38,8 @@ def program_argv(args, output):
     for i, item in enumerate(extra):
         if item in flags and i + 1 < len(extra):
             flags.pop(item)
+    if "--dataset" in extra and extra[extra.index("--dataset") + 1] != "fashion_mnist":
+        flags.pop("--data-dir", None)  # the default's files, not another dataset's
     argv = [a for pair in flags.items() for a in pair] + extra + ["--output", output]
     return [sys.executable, os.path.join(ROOT, "examples", "train_cifar.py"), *argv]
 

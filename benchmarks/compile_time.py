@@ -30,6 +30,7 @@ measures the working tree alone).
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,13 @@ REGISTRY_32 = {"vit": "vit_32", "swin": "swin_tiny_32", "t2t": "t2t_vit_14_32", 
                "resnet50": "resnet50_32", "cvt": "cvt_13_32"}
 PARTS = ("step", "backbone", "drloc", "augmentation", "optimizer")
 GOALS = {"reduced": 10.0, "registry": 30.0}  # seconds for the whole step on the 2-core CPU
+# `--tiny`: the smallest models of each family (a check that the script runs, not a figure).
+TINY_ARGS = {"vit": {"embed_dim": 16, "depth": 1, "num_heads": 2},
+             "swin": {"embed_dim": 8, "depths": [1, 1, 1], "num_heads": [1, 2, 2]},
+             "t2t": {"token_dim": 8, "embed_dim": 16, "depth": 1, "num_heads": 2},
+             "cct": {"num_layers": 1, "num_heads": 2, "embed_dim": 16, "tokenizer_channels": 8},
+             "resnet50": {"width_multiplier": 0.0625},
+             "cvt": {"embed_dims": [8, 16, 16], "num_heads": [1, 2, 2], "depths": [1, 1, 1]}}
 
 
 # --- The child: one model, every part ----------------------------------------------------------
@@ -84,10 +92,10 @@ def measure(family, size, batch_size):
     from drloc_keras import catalog, options, recipe
     from drloc_keras.model import split_backbone_output
 
-    argv = ["--backbone", family if size == "reduced" else REGISTRY_32[family], "--image-size", "32",
+    argv = ["--backbone", family if size != "registry" else REGISTRY_32[family], "--image-size", "32",
             "--batch-size", str(batch_size), "--epochs", "10"]
-    if size == "reduced":
-        argv += ["--backbone-args", json.dumps(catalog.REDUCED_ARGS[family])]
+    if size != "registry":
+        argv += ["--backbone-args", json.dumps((TINY_ARGS if size == "tiny" else catalog.REDUCED_ARGS)[family])]
     args, _ = options.parse(argv)
     steps = 100
     keras.utils.set_random_seed(0)
@@ -206,13 +214,48 @@ def child(version_root, backend, family, size, args):
     return {"error": (done.stderr or done.stdout)[-1500:]}
 
 
+def summarise(raw, args):
+    """The rows (medians per version, backend and model) and their markdown table; written to
+    `--output` as they stand (after every measurement, so a stopped run keeps what it measured)."""
+    rows = []
+    for key, founds in raw.items():
+        version, backend, family, size = key.split("/")
+        good = [f for f in founds if "error" not in f]
+        row = {"version": version, "backend": backend, "family": family, "size": size,
+               "model": REGISTRY_32[family] if size == "registry" else f"{family} ({size})"}
+        if not good:
+            row["error"] = founds[-1]["error"]
+        for part in PARTS:
+            values = [f[part] for f in good if part in f]
+            if values:
+                row[part] = statistics.median(values)
+        if good:
+            row["parameters"] = good[0]["parameters"]
+        rows.append(row)
+    lines = ["| model | backend | version | step (s) | backbone | DRLoc head and loss | augmentation | optimizer |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        cells = [f"{row[p]:.1f}" if p in row else ("error" if "error" in row else "-") for p in PARTS]
+        lines.append(f"| {row['model']} | {row['backend']} | {row['version']} | " + " | ".join(cells) + " |")
+    if args.output:
+        payload = {"settings": {k: v for k, v in vars(args).items() if k != "child"}, "goals_seconds": GOALS,
+                   "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "rows": rows, "raw": raw}
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+    return rows, "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", default="none", help="git revision of the code before, or none (default)")
     p.add_argument("--backends", nargs="+", default=["jax", "tensorflow"], choices=("jax", "tensorflow"))
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    p.add_argument("--sizes", nargs="+", default=["reduced", "registry"], choices=("reduced", "registry"))
+    p.add_argument("--sizes", nargs="+", default=["reduced", "registry"], choices=("reduced", "registry", "tiny"),
+                   help="reduced (the study's), registry (32x32) and tiny (a check that the script runs)")
     p.add_argument("--batch-size", type=int, default=32, help="images per step (default %(default)s)")
     p.add_argument("--rounds", type=int, default=1, help="measurements per (version, backend, model); medians")
     p.add_argument("--output", help="JSON file for the results")
@@ -223,6 +266,7 @@ def main(argv=None):
         return None
     if args.batch_size < 1 or args.rounds < 1:
         p.error("--batch-size and --rounds must be >= 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the worktree is removed on the way out
     versions = {"after": ROOT}
     temporary = None
     if args.before != "none":
@@ -243,38 +287,12 @@ def main(argv=None):
                             shown = found.get("error", "").strip().splitlines()[-1:] or [
                                 " ".join(f"{k} {found[k]:.1f}s" for k in PARTS if k in found)]
                             print(f"round {round_ + 1}: {key}: {shown[0]}", flush=True)
+                            summarise(raw, args)
     finally:
         if temporary:
             subprocess.run(["git", "worktree", "remove", "--force", temporary], cwd=ROOT, capture_output=True)
-    rows = []
-    for key, founds in raw.items():
-        version, backend, family, size = key.split("/")
-        good = [f for f in founds if "error" not in f]
-        row = {"version": version, "backend": backend, "family": family, "size": size,
-               "model": family if size == "reduced" else REGISTRY_32[family]}
-        if not good:
-            row["error"] = founds[-1]["error"]
-        for part in PARTS:
-            values = [f[part] for f in good if part in f]
-            if values:
-                row[part] = statistics.median(values)
-        if good:
-            row["parameters"] = good[0]["parameters"]
-        rows.append(row)
-    lines = ["| model | backend | version | step (s) | backbone | DRLoc head and loss | augmentation | optimizer |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        cells = [f"{row[p]:.1f}" if p in row else ("error" if "error" in row else "-") for p in PARTS]
-        lines.append(f"| {row['model']} | {row['backend']} | {row['version']} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
-    if args.output:
-        payload = {"settings": {k: v for k, v in vars(args).items() if k != "child"}, "goals_seconds": GOALS,
-                   "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                   "rows": rows, "raw": raw}
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
+    rows, table = summarise(raw, args)
+    print(table)
     return rows
 
 
