@@ -25,7 +25,8 @@ left() { echo $(( budget - (SECONDS - start) )); }
 out=${1:-runs/gpu-speed}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
-export DRLOC_FASHION_DIR="$PWD/$carry/fashion-mnist"
+case $carry in /*) ;; *) carry="$PWD/$carry" ;; esac
+export DRLOC_FASHION_DIR="$carry/fashion-mnist"
 if ! $py -c "import keras" 2>/dev/null; then
     $py -m pip install --quiet --no-index --find-links "$carry/wheels" keras
 fi
@@ -40,7 +41,7 @@ bounded() {
 }
 
 if [ "${TINY:-0}" = 1 ]; then
-    families=(vit); sizes=(reduced); compile_share=$budget; cache_share=$budget
+    families=(vit); sizes=(tiny); compile_share=$budget; cache_share=$budget
     cache_args=(--rounds 1 -- --image-size 16 --epoch-images 64 --test-fraction 0.02
                 --backbone-args '{"embed_dim": 16, "depth": 1, "num_heads": 2}')
     peers_args=(--tiny --steps 2 --warmup 1 --no-compile)
