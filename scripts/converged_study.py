@@ -50,6 +50,7 @@ DOCS = os.path.join(ROOT, "docs", "results.md")  # its marked tables are rewritt
 # another backend would mix kernels and random draws. The committed results are TensorFlow's.
 BACKEND = "tensorflow"
 TITLES = {"fashion": "Fashion-MNIST", "synthetic": "Synthetic"}
+REPORT_TITLE, REPORT_COMMAND = "The converged study", "python scripts/converged_study.py report"
 BACKBONES = ("vit", "swin", "resnet50", "cvt")  # cheapest first
 FASHION_DIR = os.environ.get("DRLOC_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
@@ -636,8 +637,8 @@ def fill_docs(file, regions):
 
 
 def report(args):
-    parts = ["# The converged study: results so far", "",
-             "Written by `python scripts/converged_study.py report` from the CSV files beside it.", ""]
+    parts = [f"# {REPORT_TITLE}: results so far", "",
+             f"Written by `{REPORT_COMMAND}` from the CSV files beside it.", ""]
     docs = {"calibration table": [], "grid table": []}  # the regions of docs/results.md this rewrites
     for dataset in DATASETS:
         steps = calibrated_steps(dataset)

@@ -66,6 +66,8 @@ def configure(recipe, results=RESULTS, runs=RUNS):
     procedure.RUNS = os.path.join(runs, recipe)
     procedure.DOCS = None  # docs/results.md's tables of this study are written by `report` below
     procedure.BACKEND = "tensorflow"
+    procedure.REPORT_TITLE = f"The full-recipe study, recipe {recipe}"
+    procedure.REPORT_COMMAND = "python scripts/recipe_study.py report"
 
 
 def calibration_jobs(args, recipe):
@@ -173,7 +175,9 @@ def report(args):
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, args.results), exist_ok=True)
     procedure.run_folder.atomic_write_text(os.path.join(ROOT, args.results, "summary.md"), text)
-    procedure.fill_docs(os.path.join(ROOT, "docs", "results.md"), {"recipe study table": lines[4:]})
+    table = lines[4:] if len(lines) > 8 else [
+        "No grid cell has finished yet; the calibration is under way (each recipe's summary.md)."]
+    procedure.fill_docs(os.path.join(ROOT, "docs", "results.md"), {"recipe study table": table})
     print(text)
 
 
