@@ -88,32 +88,33 @@ def sample(images, x, y, interpolation="bilinear", fill=0.0, cubic_a=-1.0, box=N
         xs, ys = x - 0.5, y - 0.5
         x0, y0 = ops.floor(xs), ops.floor(ys)
         dx, dy = xs - x0, ys - y0
-        if interpolation == "bilinear":
-            offsets, wx, wy = (0, 1), (1.0 - dx, dx), (1.0 - dy, dy)
-        else:
-            offsets, wx, wy = (-1, 0, 1, 2), _cubic(dx, cubic_a), _cubic(dy, cubic_a)
-        if box is not None:  # taps outside the box get no weight; the rest sum to 1
-            wx = [w * ops.cast((x0 + o >= left) & (x0 + o < right), w.dtype) for w, o in zip(wx, offsets)]
-            wy = [w * ops.cast((y0 + o >= top) & (y0 + o < bottom), w.dtype) for w, o in zip(wy, offsets)]
-            sx, sy = sum(wx[1:], wx[0]), sum(wy[1:], wy[0])
-            wx = [w / sx for w in wx]
-            wy = [w / sy for w in wy]
+        offsets = (0, 1) if interpolation == "bilinear" else (-1, 0, 1, 2)
+        cols = [clamp_cols(x0 + ox) for ox in offsets]
         if interpolation == "bicubic" and cubic_a == -1.0 and box is None:
             # Pillow's transform: each row's four taps, then the four rows, as one polynomial in
             # the fraction (its BICUBIC macro). Exact on a flat region, where summing weighted
             # taps lands a hair below the value and the 8-bit truncation then a level lower.
-            cols = [clamp_cols(x0 + ox) for ox in offsets]
             ex, ey = ops.expand_dims(dx, -1), ops.expand_dims(dy, -1)
             rows = [_pillow_cubic(*(_gather(flat, clamp_rows(y0 + oy), c, width) for c in cols), ex)
                     for oy in offsets]
             value = _pillow_cubic(*rows, ey)
         else:
+            if interpolation == "bilinear":
+                wx, wy = (1.0 - dx, dx), (1.0 - dy, dy)
+            else:
+                wx, wy = _cubic(dx, cubic_a), _cubic(dy, cubic_a)
+            if box is not None:  # taps outside the box get no weight; the rest sum to 1
+                wx = [w * ops.cast((x0 + o >= left) & (x0 + o < right), w.dtype) for w, o in zip(wx, offsets)]
+                wy = [w * ops.cast((y0 + o >= top) & (y0 + o < bottom), w.dtype) for w, o in zip(wy, offsets)]
+                sx, sy = sum(wx[1:], wx[0]), sum(wy[1:], wy[0])
+                wx = [w / sx for w in wx]
+                wy = [w / sy for w in wy]
             value = None
             for i, oy in enumerate(offsets):
                 row = None
                 rows = clamp_rows(y0 + oy)
-                for j, ox in enumerate(offsets):
-                    tap = _gather(flat, rows, clamp_cols(x0 + ox), width) * ops.expand_dims(wx[j], -1)
+                for j, c in enumerate(cols):
+                    tap = _gather(flat, rows, c, width) * ops.expand_dims(wx[j], -1)
                     row = tap if row is None else row + tap
                 term = row * ops.expand_dims(wy[i], -1)
                 value = term if value is None else value + term
