@@ -11,7 +11,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from benchmarks import peak
 from drloc_keras import DRLocModel, backbones, compilation_cache
 
 # Steady-state figures do not depend on it; a rerun skips compiling (benchmarks/compile_time.py,
@@ -161,8 +161,9 @@ def matmul_peak(dtype="float32", n=None, repeats=10):
     device (no Keras op in between), so this is the ceiling the framework can reach.
     """
     n = n or (8192 if on_gpu() else 2048)
-    host = [np.random.default_rng(i).normal(size=(n, n)).astype("float32") for i in range(2)]
     backend = keras.backend.backend()
+    host = [] if backend == "torch" else [
+        np.random.default_rng(i).normal(size=(n, n)).astype("float32") for i in range(2)]
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -174,15 +175,7 @@ def matmul_peak(dtype="float32", n=None, repeats=10):
             product(a, b).block_until_ready()
 
     elif backend == "torch":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        a, b = (torch.from_numpy(x).to(device=device, dtype=getattr(torch, dtype)) for x in host)
-
-        def run():
-            torch.matmul(a, b)
-            if device == "cuda":
-                torch.cuda.synchronize()
+        run, n = peak.torch_product(dtype, n)
 
     elif backend == "tensorflow":
         import tensorflow as tf
@@ -193,14 +186,7 @@ def matmul_peak(dtype="float32", n=None, repeats=10):
 
     else:
         raise NotImplementedError(backend)
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / statistics.median(times)
+    return peak.rate(run, n, repeats)
 
 
 def known_gflops():

@@ -204,8 +204,8 @@ def _parts(model, images, labels, split_backbone_output):
 
 def child(version_root, backend, family, size, args):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=version_root, TF_CPP_MIN_LOG_LEVEL="3",
-               DRLOC_COMPILATION_CACHE="off", JAX_COMPILATION_CACHE_DIR="")
-    env.pop("JAX_COMPILATION_CACHE_DIR")
+               DRLOC_COMPILATION_CACHE="off")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     argv = [sys.executable, os.path.abspath(__file__), "--child", family, size, "--batch-size", str(args.batch_size)]
     done = subprocess.run(argv, env=env, cwd=version_root, capture_output=True, text=True)
     for line in done.stdout.splitlines():

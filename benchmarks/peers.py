@@ -299,28 +299,11 @@ def child_torch(job):
 
 def torch_matmul_peak(dtype, n=None, repeats=10):
     """PyTorch's matrix-product rate in FLOP/s, as `common.matmul_peak` measures it on the torch
-    backend (the same sizes and repeats), without importing Keras into the measured process."""
-    import numpy as np
-    import torch
+    backend (`benchmarks.peak`), without importing Keras into the measured process."""
+    from benchmarks import peak
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = n or (8192 if device == "cuda" else 2048)
-    a, b = (torch.from_numpy(np.random.default_rng(i).normal(size=(n, n)).astype("float32"))
-            .to(device=device, dtype=getattr(torch, dtype)) for i in range(2))
-
-    def run():
-        torch.matmul(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / statistics.median(times)
+    run, n = peak.torch_product(dtype, n)
+    return peak.rate(run, n, repeats)
 
 
 CHILDREN = {"keras": child_keras, "torch": child_torch, "end_to_end": child_end_to_end}
