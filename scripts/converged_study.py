@@ -707,6 +707,30 @@ def report(args):
     print(text)
 
 
+def run_parts(parts, jobs_of, args, deadline, report):
+    """Run each part's jobs (`jobs_of(part)`), part after part, until `deadline`; with
+    `args.dry_run` print their commands instead. Then `report(args)` (not for a dry run), and
+    exit 130 when Ctrl-C stopped the jobs."""
+    interrupted = False
+    for part in parts:
+        if deadline is not None and time.time() > deadline:
+            break
+        jobs = jobs_of(part)
+        if args.dry_run:
+            for job in jobs:
+                print(f"{job.name}: {' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a) for a in job.argv)}")
+            continue
+        try:
+            run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
+        except KeyboardInterrupt:
+            interrupted = True
+            break
+    if not args.dry_run:
+        report(args)
+    if interrupted:
+        sys.exit(130)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -756,26 +780,8 @@ def main(argv=None):
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
     makers = {"calibrate": calibration_jobs, "grid": grid_jobs, "length": length_jobs, "ablation": ablation_jobs,
               "heads": heads_jobs}
-    interrupted = False
-    for part in (["calibrate", "grid", "length", "ablation", "heads"] if args.part == "all" else
-                 [args.part] if args.part != "report" else []):
-        if deadline is not None and time.time() > deadline:
-            break
-        jobs = makers[part](args)
-        if args.dry_run:
-            for job in jobs:
-                print(f"{job.name}: {' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a) for a in job.argv)}")
-            continue
-        try:
-            run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-    if not args.dry_run:
-        report(args)
-    if interrupted:
-        sys.exit(130)
-
+    run_parts(["calibrate", "grid", "length", "ablation", "heads"] if args.part == "all" else
+              [args.part] if args.part != "report" else [], lambda part: makers[part](args), args, deadline, report)
 
 if __name__ == "__main__":
     main()

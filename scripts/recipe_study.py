@@ -27,8 +27,8 @@ share one queue, `--jobs` at a time, one thread each; `--hours` stops them clean
 """
 
 import argparse
+import itertools
 import os
-import shlex
 import signal
 import sys
 import time
@@ -209,32 +209,15 @@ def main(argv=None):
     _folders = (args.results, args.runs)
     procedure._record_wall_time = _record_wall_time
     deadline = None if args.hours is None else time.time() + 3600 * args.hours
-    interrupted = False
-    for part in (["calibrate", "grid", "heads"] if args.part == "all" else
-                 [args.part] if args.part != "report" else []):
-        if deadline is not None and time.time() > deadline:
-            break
-        jobs = [job for recipe in args.recipes for job in recipe_jobs(part, args, recipe)]
+
+    def jobs_of(part):
         # The recipes' jobs alternate, so that both advance.
-        place = {}
-        for job in jobs:
-            place[job] = sum(other.recipe == job.recipe for other in jobs[:jobs.index(job)])
-        jobs = sorted(jobs, key=place.get)
-        if args.dry_run:
-            for job in jobs:
-                print(f"{job.name}: {' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a) for a in job.argv)}")
-            continue
-        os.makedirs(procedure.path(args.runs), exist_ok=True)
+        per_recipe = [recipe_jobs(part, args, recipe) for recipe in args.recipes]
         procedure.RUNS = args.runs  # the scheduler's logs: runs/recipe-study/logs/
-        try:
-            procedure.run_jobs(jobs, args.jobs if part != "heads" else 1, deadline)
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-    if not args.dry_run:
-        report(args)
-    if interrupted:
-        sys.exit(130)
+        return [job for group in itertools.zip_longest(*per_recipe) for job in group if job is not None]
+
+    procedure.run_parts(["calibrate", "grid", "heads"] if args.part == "all" else
+                        [args.part] if args.part != "report" else [], jobs_of, args, deadline, report)
 
 
 if __name__ == "__main__":

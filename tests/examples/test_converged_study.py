@@ -9,8 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "scripts", "converged_study.py")
 
 
-def dry_run(part, results, *extra):
-    out = subprocess.run([sys.executable, SCRIPT, part, "--dry-run", "--results", str(results),
+def dry_run(part, results, *extra, script=SCRIPT):
+    """The job lines `script --dry-run` prints for `part`, with its results under `results`."""
+    out = subprocess.run([sys.executable, script, part, "--dry-run", "--results", str(results),
                           "--runs", str(results / "runs"), *extra],
                          capture_output=True, text=True, check=True, cwd=ROOT,
                          env=dict(os.environ, KERAS_BACKEND="jax")).stdout

@@ -2,8 +2,9 @@
 where each job's log, wall time and results land."""
 
 import os
-import subprocess
 import sys
+
+from tests.examples.test_converged_study import dry_run as converged_dry_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "scripts", "recipe_study.py")
@@ -11,11 +12,7 @@ NO_AUGMENTATION = "--no-randaugment --mixup 0 --cutmix 0 --random-erasing 0 --cr
 
 
 def dry_run(part, results, *extra):
-    out = subprocess.run([sys.executable, SCRIPT, part, "--dry-run", "--results", str(results),
-                          "--runs", str(results / "runs"), *extra],
-                         capture_output=True, text=True, check=True, cwd=ROOT,
-                         env=dict(os.environ, KERAS_BACKEND="jax")).stdout
-    return [line for line in out.splitlines() if ": " in line and "examples/" in line]
+    return converged_dry_run(part, results, *extra, script=SCRIPT)
 
 
 def write_calibration(folder, rows):
